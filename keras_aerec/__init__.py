@@ -2,6 +2,10 @@
 
 import logging
 
+from keras_aerec import data, evaluation, metrics
+
 __version__ = "0.1.0"
 
 logging.getLogger("keras_aerec").addHandler(logging.NullHandler())
+
+__all__ = ["__version__", "data", "evaluation", "metrics"]

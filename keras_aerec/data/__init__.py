@@ -1,1 +1,31 @@
-"""keras_aerec.data."""
+"""Datasets, evaluation protocols and batching."""
+
+from keras_aerec.data.batching import RowBatches
+from keras_aerec.data.interactions import Interactions
+from keras_aerec.data.io import read_ratings
+from keras_aerec.data.movielens import load_movielens
+from keras_aerec.data.splits import (
+    HeldOutPart,
+    RankingSplit,
+    RatingSplit,
+    rating_holdout,
+    strong_generalization,
+    temporal,
+    weak_generalization,
+)
+from keras_aerec.data.synthetic import synthetic
+
+__all__ = [
+    "HeldOutPart",
+    "Interactions",
+    "RankingSplit",
+    "RatingSplit",
+    "RowBatches",
+    "load_movielens",
+    "rating_holdout",
+    "read_ratings",
+    "strong_generalization",
+    "synthetic",
+    "temporal",
+    "weak_generalization",
+]

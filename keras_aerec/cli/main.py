@@ -91,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--epochs", type=int, default=None, help="override every model's epochs")
     bench.add_argument("--output-dir", default="reports")
     _add_common(bench)
+
+    from keras_aerec.cli import export, tune
+
+    export.add_parser(commands)
+    tune.add_parser(commands)
     return parser
 
 
@@ -156,7 +161,24 @@ def _run_benchmark(args) -> None:
     _print_report(results, paths)
 
 
-_COMMANDS = {"demo": _run_demo, "benchmark": _run_benchmark}
+def _run_export(args) -> None:
+    from keras_aerec.cli import export
+
+    export.run(args)
+
+
+def _run_tune(args) -> None:
+    from keras_aerec.cli import tune
+
+    tune.run(args)
+
+
+_COMMANDS = {
+    "demo": _run_demo,
+    "benchmark": _run_benchmark,
+    "export": _run_export,
+    "tune": _run_tune,
+}
 
 
 def main(argv=None) -> int:
@@ -165,7 +187,7 @@ def main(argv=None) -> int:
     _configure_logging(args.quiet)
     try:
         _COMMANDS[args.command](args)
-    except (CommandError, ValueError, FileNotFoundError) as error:
+    except (CommandError, ValueError, OSError, ImportError, RuntimeError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"keras-aerec {args.command}: error: {message}", file=sys.stderr)
         return 2

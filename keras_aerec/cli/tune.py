@@ -1,0 +1,115 @@
+"""`keras-aerec tune`: a resumable KerasTuner search of one model (needs the tuning extra).
+
+Wired into `keras_aerec.cli.main` with `add_parser(subparsers)` and `run(args)`:
+
+    keras-aerec tune multvae --dataset 1m --data-dir ../shared/data --protocol liang \\
+        --tuner random --max-trials 8 --epochs 30 --directory tuning/runs/multvae
+
+Run the same command again after an interruption to resume the search; `--overwrite`
+starts afresh.
+"""
+
+import argparse
+import os
+
+TUNER_NAMES = ("random", "bayesian", "hyperband")
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"should be a positive integer, got {value!r}")
+    return number
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Registers the `tune` subcommand on the `keras-aerec` subparsers."""
+    from keras_aerec.cli.main import _add_common, _add_data_arguments
+    from keras_aerec.experiments import MODELS, PROTOCOLS
+
+    parser = subparsers.add_parser(
+        "tune",
+        help="KerasTuner search of one model's hyperparameters; writes summary.json/.md",
+        description="Searches a model's hyperparameters on a protocol's validation part, "
+        "compares the best configuration with the paper's defaults on the test part, and "
+        "writes summary.json and summary.md into --directory. Rerun to resume.",
+    )
+    parser.add_argument(
+        "model", choices=sorted(MODELS), metavar="MODEL", help=", ".join(sorted(MODELS))
+    )
+    _add_data_arguments(parser, default="1m")
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="liang",
+        help="evaluation protocol with a validation part (default: liang)",
+    )
+    parser.add_argument("--tuner", choices=TUNER_NAMES, default="random")
+    parser.add_argument("--max-trials", type=_positive_int, default=10)
+    parser.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=None,
+        help="epoch budget of a trial (early stopping)",
+    )
+    parser.add_argument(
+        "--objective",
+        default=None,
+        help="validation metric, e.g. val_ndcg@100, val_recall@20, val_rmse "
+        "(default: the protocol's selection metric, val_rmse for rating models)",
+    )
+    parser.add_argument(
+        "--direction", choices=("min", "max"), default=None, help="default: from the metric"
+    )
+    parser.add_argument(
+        "--directory", default=None, help="search state and summaries (default: tuning_runs/MODEL)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="discard the directory's search instead of resuming",
+    )
+    _add_common(parser)
+    return parser
+
+
+def run(args) -> None:
+    """Runs the search the parsed `args` describe and prints its summary."""
+    from keras_aerec.cli.main import CommandError, _load, _writable_directory
+
+    try:
+        from keras_aerec.hypermodels.search import (
+            SUMMARY_JSON,
+            SUMMARY_MARKDOWN,
+            check_search,
+            run_search,
+            summary_markdown,
+        )
+
+        # Bad arguments fail here, before the data is loaded or any trial runs.
+        check_search(args.model, args.tuner, args.max_trials, args.objective, args.direction)
+    except ImportError as error:
+        raise CommandError(str(error)) from None
+    directory = _writable_directory(args.directory or os.path.join("tuning_runs", args.model))
+    interactions = _load(args)
+    summary = run_search(
+        args.model,
+        interactions,
+        protocol=args.protocol,
+        tuner=args.tuner,
+        max_trials=args.max_trials,
+        directory=directory,
+        objective=args.objective,
+        direction=args.direction,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        epochs=args.epochs,
+        verbose=0 if args.quiet else 2,
+    )
+    print(summary_markdown(summary))
+    for name in (SUMMARY_JSON, SUMMARY_MARKDOWN):
+        print(f"wrote {os.path.join(directory, name)}")

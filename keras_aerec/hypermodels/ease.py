@@ -1,0 +1,36 @@
+"""`EASEHyperModel`: the search over EASE's L2 penalty (closed form, no epochs)."""
+
+from keras_aerec.hypermodels.base import ClosedFormHyperModel
+from keras_aerec.models.ease import EASE
+
+
+class EASEHyperModel(ClosedFormHyperModel):
+    """EASE search space: `l2` (lambda, log-uniform in [1, 1e4], default 500 as the paper).
+
+    Each trial computes B in closed form on the training matrix and evaluates the
+    validation part once: there are no epochs, batches or optimizer (so no Hyperband).
+
+    Args:
+        num_items: number of items.
+        item_ids: optional original item ids (one per item).
+        **options: `objective`, `ks`, `recall_normalization`, ... (see
+            `AutoencoderHyperModel`).
+
+    Reference:
+        Steck, "Embarrassingly Shallow Autoencoders for Sparse Data", WWW 2019.
+    """
+
+    model_class = EASE
+    recipe_name = "ease"
+
+    def __init__(self, num_items, item_ids=None, **options):
+        self.num_items = num_items
+        self.item_ids = item_ids
+        super().__init__(**options)
+
+    def build_model(self, hp):
+        return EASE(
+            num_items=self.num_items,
+            l2=hp.Float("l2", 1.0, 1e4, sampling="log", default=self.default("l2")),
+            item_ids=self.item_ids,
+        )

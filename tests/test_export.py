@@ -1,0 +1,764 @@
+"""SavedModel export: every model family served without keras_aerec matches the Keras model.
+
+The module fixture fits one tiny model per family, exports it (in-process under
+TensorFlow, through the TensorFlow subprocess under JAX and torch) and serves every
+export in one fresh, isolated Python process where neither keras_aerec nor Keras can be
+imported; each parametrised case then compares one family's served outputs with the
+Keras model.
+
+Off TensorFlow every export starts a TensorFlow subprocess (seconds each), so by default
+only the families whose trip through a `.keras` file reloaded under TensorFlow differs
+in kind run there: item codes computed on the backend (I-AutoRec), an embedding and two
+inputs (CDAE), a GRU with `Sampling` (SVAE). `KERAS_AEREC_EXPORT_ALL=1` runs every family
+on every backend.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+
+import keras
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from keras_aerec.cli import export as export_cli
+from keras_aerec.data.batching import RowBatches
+from keras_aerec.export import saved_model
+from keras_aerec.export.saved_model import export_saved_model
+from keras_aerec.models.auto_rec import AutoRec
+from keras_aerec.models.cdae import CDAE
+from keras_aerec.models.deep_rec import DeepRec
+from keras_aerec.models.ease import EASE
+from keras_aerec.models.mult_dae import MultDAE
+from keras_aerec.models.mult_vae import MultVAE
+from keras_aerec.models.svae import SVAE
+
+pytestmark = pytest.mark.backend
+
+NUM_USERS, NUM_ITEMS, K = 24, 18, 5
+TOLERANCE = 1e-5
+ITEM_IDS = 1000 + 7 * np.arange(NUM_ITEMS)  # original ids, not positions
+STRING_ITEM_IDS = np.array([f"movie-{i}" for i in range(NUM_ITEMS)])
+USER_IDS = np.array([f"user-{i}" for i in range(NUM_USERS)])
+SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+
+# Served in a fresh interpreter (-I) where keras_aerec and Keras cannot be imported.
+SERVE_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    sys.modules["keras_aerec"] = None
+    sys.modules["keras"] = None
+    try:
+        import keras_aerec
+    except ImportError:
+        pass
+    else:
+        raise SystemExit("keras_aerec is importable")
+    import numpy as np
+    import tensorflow as tf
+
+    manifest = json.load(open(sys.argv[1]))
+    for family, entry in manifest.items():
+        loaded = tf.saved_model.load(entry["path"])
+        requests = np.load(entry["requests"])
+        outputs, structure = {}, {}
+        for signature in sorted(loaded.signatures):
+            function = loaded.signatures[signature]
+            specs = function.structured_input_signature[1]
+            structure[signature] = {
+                "inputs": {n: [s.dtype.name, s.shape.as_list()] for n, s in specs.items()},
+                "outputs": {
+                    n: s.dtype.name for n, s in function.structured_outputs.items()
+                },
+            }
+            prefix = signature + "/"
+            inputs = {
+                key[len(prefix):]: tf.constant(requests[key])
+                for key in requests.files
+                if key.startswith(prefix)
+            }
+            if not inputs:
+                continue
+            for name, value in function(**inputs).items():
+                value = value.numpy()
+                if value.dtype == object:
+                    value = value.astype(str)
+                outputs[prefix + name] = value
+        checkpoint = tf.train.load_checkpoint(entry["path"] + "/variables/variables")
+        structure["variables"] = sorted(checkpoint.get_variable_to_shape_map())
+        np.savez(entry["outputs"], **outputs)
+        json.dump(structure, open(entry["structure"], "w"))
+    """
+)
+
+# The documented signatures (docs/serving.md): kind -> signature -> (inputs, outputs).
+_TOP_K = {"item_ids", "scores"}
+_RATED_TOP_K = {"item_ids", "scores", "predicted_ratings"}
+SIGNATURE_NAMES = {
+    "rows": {
+        "serving_default": ({"user_items"}, {"scores"}),
+        "recommend": ({"user_items"}, _TOP_K),
+    },
+    "cdae": {
+        "serving_default": ({"user_index", "user_items"}, {"scores"}),
+        "recommend": ({"user_index", "user_items"}, _TOP_K),
+    },
+    "sequences": {
+        "serving_default": ({"sequences"}, {"scores"}),
+        "recommend": ({"sequences"}, _TOP_K),
+    },
+    "rating_rows": {
+        "serving_default": ({"ratings"}, {"predicted_ratings"}),
+        "recommend": ({"ratings"}, _RATED_TOP_K),
+    },
+    "rating_pairs": {
+        "serving_default": ({"user_id", "item_id"}, {"predicted_ratings"}),
+        "recommend": ({"user_id"}, _RATED_TOP_K),
+    },
+}
+
+
+# === Data and reference implementations ===
+
+
+def _ratings():
+    rng = np.random.default_rng(0)
+    dense = np.where(
+        rng.random((NUM_USERS, NUM_ITEMS)) < 0.35, rng.integers(1, 6, (NUM_USERS, NUM_ITEMS)), 0
+    )
+    dense[-1] = 0  # a user without ratings
+    dense[:, -1] = 0  # an item without ratings
+    dense[0, :-3] = 4  # a user with fewer than K unrated items
+    return sp.csr_matrix(dense.astype("float32"))
+
+
+def _requests_rows(train):
+    rows = train[:8].toarray()
+    rows[2] = 0  # an empty row
+    return rows
+
+
+def _top_k_reference(scores, excluded, item_ids, missing_id):
+    """Top-K as `TopNRecommender.recommend`: stable, lower position first on ties."""
+    scores = np.where(excluded, -np.inf, scores).astype("float32")
+    order = np.argsort(-scores, axis=1, kind="stable")
+    top = np.take_along_axis(scores, order[:, : K + 1], axis=1)
+    ids = item_ids[order[:, :K]].astype(item_ids.dtype)
+    ids[np.isneginf(top[:, :K])] = missing_id
+    return ids, top
+
+
+def _untied(sorted_scores):
+    """Ranks (of K) whose score differs from its neighbours in the ranking (or is -inf)."""
+    with np.errstate(invalid="ignore"):  # -inf - -inf
+        gaps = np.abs(np.diff(sorted_scores, axis=1)) > 1e-4
+    before = np.concatenate([np.ones((len(sorted_scores), 1), bool), gaps[:, : K - 1]], axis=1)
+    return (before & gaps[:, :K]) | np.isneginf(sorted_scores[:, :K])
+
+
+def _fit(model, data):
+    """One epoch: exports need a fitted model; what they serve need not be a good one."""
+    # Eager under TensorFlow: tracing would cost more than these few tiny batches.
+    eager = keras.backend.backend() == "tensorflow"
+    model.compile(optimizer=keras.optimizers.Adam(0.01), run_eagerly=eager)
+    model.fit(data, epochs=1, verbose=0)
+    return model
+
+
+def _batches(rows, **kwargs):
+    # Full batches only: one traced shape per function under JAX.
+    return RowBatches(rows, batch_size=8, seed=0, drop_remainder=True, **kwargs)
+
+
+# === One tiny fitted model per family: (model, export kwargs, requests, expected) ===
+
+
+def _implicit_family(model_class, item_ids, **config):
+    train = _ratings()
+    train.data[:] = 1.0
+    model = _fit(
+        model_class(num_items=NUM_ITEMS, item_ids=item_ids, seed=0, **config), _batches(train)
+    )
+    rows = _requests_rows(train)
+    ids, top = _top_k_reference(model.score(rows), rows != 0, item_ids, _missing(item_ids))
+    requests = {"serving_default/user_items": rows, "recommend/user_items": rows}
+    expected = {
+        "serving_default/scores": model.score(rows),
+        "recommend/item_ids": ids,
+        "recommend/scores": top,
+    }
+    keras_ids, _ = model.recommend(rows, k=K)  # the reference is `recommend` (None: missing)
+    np.testing.assert_array_equal(keras_ids[keras_ids != None], ids[keras_ids != None])  # noqa: E711
+    return model, {}, requests, expected, "rows"
+
+
+def _mult_vae():
+    return _implicit_family(MultVAE, ITEM_IDS, hidden_dims=(8,), latent_dim=4)
+
+
+def _mult_dae():
+    return _implicit_family(MultDAE, STRING_ITEM_IDS, hidden_dims=(), latent_dim=4)
+
+
+def _ease():
+    train = _ratings()
+    train.data[:] = 1.0
+    model = EASE(num_items=NUM_ITEMS, l2=5.0, item_ids=ITEM_IDS).fit(train)
+    rows = _requests_rows(train)
+    scores = model.score(rows)
+    ids, top = _top_k_reference(scores, rows != 0, ITEM_IDS, -1)
+    requests = {"serving_default/user_items": rows, "recommend/user_items": rows}
+    expected = {
+        "serving_default/scores": scores,
+        "recommend/item_ids": ids,
+        "recommend/scores": top,
+    }
+    return model, {}, requests, expected, "rows"
+
+
+def _cdae():
+    train = _ratings()
+    train.data[:] = 1.0
+    model = _fit(
+        CDAE(num_users=NUM_USERS, num_items=NUM_ITEMS, hidden_dim=6, item_ids=ITEM_IDS, seed=0),
+        _batches(train, user_index=True),
+    )
+    rows = _requests_rows(train)
+    users = np.array([0, 1, -1, 3, 4, -1, 6, 7])
+    scores = model.score(rows, users=users)
+    ids, top = _top_k_reference(scores, rows != 0, ITEM_IDS, -1)
+    requests = {
+        f"{s}/{n}": v
+        for s in ("serving_default", "recommend")
+        for n, v in (("user_index", users), ("user_items", rows))
+    }
+    expected = {
+        "serving_default/scores": scores,
+        "recommend/item_ids": ids,
+        "recommend/scores": top,
+    }
+    return model, {}, requests, expected, "cdae"
+
+
+def _svae():
+    train = _ratings()
+    rng = np.random.default_rng(1)
+    sequences = [rng.permutation(train[u].indices) for u in range(NUM_USERS - 1)]
+    model = SVAE(
+        num_items=NUM_ITEMS,
+        item_embedding_dim=4,
+        rnn_units=4,
+        hidden_units=4,
+        latent_dim=2,
+        next_k=2,
+        max_len=4,
+        item_ids=ITEM_IDS,
+        seed=0,
+    )
+    _fit(model, model.batches(sequences[:16], batch_size=8, seed=0))  # 2 full batches
+    chosen = [sequences[u] for u in (0, 1, 2, 3, 5)]  # lengths above and below max_len
+    id_sequences = [ITEM_IDS[s] for s in chosen]
+    width = max(len(s) for s in chosen) + 1
+    padded = np.full((len(chosen), width), -1, dtype="int64")
+    for row, ids in enumerate(id_sequences):
+        padded[row, : len(ids)] = ids
+    scores = model.score(id_sequences)
+    seen = np.zeros(scores.shape, bool)
+    for row, positions in enumerate(chosen):
+        seen[row, positions] = True
+    ids, top = _top_k_reference(scores, seen, ITEM_IDS, -1)
+    keras_ids, _ = model.recommend(id_sequences, k=K)
+    np.testing.assert_array_equal(keras_ids, ids)
+    requests = {"serving_default/sequences": padded, "recommend/sequences": padded}
+    expected = {
+        "serving_default/scores": scores,
+        "recommend/item_ids": ids,
+        "recommend/scores": top,
+    }
+    return model, {}, requests, expected, "sequences"
+
+
+def _user_rating_family(model):
+    train = _ratings()
+    _fit(model, _batches(model.rating_rows(train), y="x"))
+    rows = _requests_rows(train)
+    raw = model.score(rows)
+    ids, top = _top_k_reference(raw, rows != 0, ITEM_IDS, -1)
+    predicted = np.where(np.isneginf(top[:, :K]), -np.inf, np.clip(top[:, :K], 1.0, 5.0))
+    requests = {"serving_default/ratings": rows, "recommend/ratings": rows}
+    expected = {
+        "serving_default/predicted_ratings": np.clip(raw, 1.0, 5.0),
+        "recommend/item_ids": ids,
+        "recommend/scores": top,
+        "recommend/predicted_ratings": predicted,
+    }
+    return model, {}, requests, expected, "rating_rows"
+
+
+def _u_autorec():
+    return _user_rating_family(
+        AutoRec(num_inputs=NUM_ITEMS, hidden_units=6, variant="user", item_ids=ITEM_IDS)
+    )
+
+
+def _deep_rec():
+    return _user_rating_family(
+        DeepRec(num_inputs=NUM_ITEMS, hidden_units=(8, 4), dropout=0.2, item_ids=ITEM_IDS)
+    )
+
+
+def _item_rating_family(model):
+    train = _ratings()
+    _fit(model, _batches(model.rating_rows(train), y="x"))
+    rows = model.rating_rows(train)  # items x users
+    raw = model.score(rows).T  # users x items
+    rated_items = np.bincount(train.indices, minlength=NUM_ITEMS) > 0
+    rated_users = np.diff(train.indptr) > 0
+    scores = np.where(rated_items, raw, 3.0)
+    request_users = np.array([0, 1, 5, NUM_USERS - 1, 7])  # user 23 has no ratings
+    ids, top = _top_k_reference(
+        scores[request_users],
+        (train[request_users].toarray() != 0) | ~rated_users[request_users, None],
+        ITEM_IDS,
+        -1,
+    )
+    top_items = np.searchsorted(ITEM_IDS, np.where(ids < 0, ITEM_IDS[0], ids))
+    predicted = np.where(rated_items[top_items], np.clip(top[:, :K], 1.0, 5.0), top[:, :K])
+    predicted[np.isneginf(top[:, :K])] = -np.inf
+    pair_users = np.array([0, 1, 2, 3, NUM_USERS - 1, 4])
+    pair_items = np.array([0, 5, 9, NUM_ITEMS - 1, 3, 11])
+    pair_ratings = model.predict_ratings(USER_IDS[pair_users], ITEM_IDS[pair_items], train)
+    requests = {
+        "serving_default/user_id": np.append(USER_IDS[pair_users], ["nobody", "user-1"]),
+        "serving_default/item_id": np.append(ITEM_IDS[pair_items], [ITEM_IDS[0], 999]),
+        "recommend/user_id": np.append(USER_IDS[request_users], "nobody"),
+    }
+    unknown = np.full((1, K + 1), -np.inf, dtype="float32")
+    expected = {
+        "serving_default/predicted_ratings": np.append(pair_ratings, [3.0, 3.0]),
+        "recommend/item_ids": np.vstack([ids, np.full((1, K), -1)]),
+        "recommend/scores": np.vstack([top, unknown]),
+        "recommend/predicted_ratings": np.vstack([predicted, unknown[:, :K]]),
+    }
+    return model, {"ratings": train}, requests, expected, "rating_pairs"
+
+
+def _i_autorec():
+    return _item_rating_family(
+        AutoRec(
+            num_inputs=NUM_USERS,
+            hidden_units=6,
+            variant="item",
+            num_rows=NUM_ITEMS,
+            user_ids=USER_IDS,
+            item_ids=ITEM_IDS,
+        )
+    )
+
+
+def _i_deep_rec_tied():
+    # Its output is DeepRec's tied decoder (the first encoder applied transposed).
+    return _item_rating_family(
+        DeepRec(
+            num_inputs=NUM_USERS,
+            hidden_units=(6, 4),
+            dropout=0.2,
+            tied=True,
+            variant="item",
+            user_ids=USER_IDS,
+            item_ids=ITEM_IDS,
+        )
+    )
+
+
+def _missing(item_ids):
+    return "" if item_ids.dtype.kind == "U" else -1
+
+
+FAMILIES = {
+    "i_autorec": _i_autorec,
+    "i_deep_rec_tied": _i_deep_rec_tied,
+    "u_autorec": _u_autorec,
+    "deep_rec": _deep_rec,
+    "mult_vae": _mult_vae,
+    "mult_dae": _mult_dae,
+    "cdae": _cdae,
+    "ease": _ease,
+    "svae": _svae,
+}
+
+
+OFF_TENSORFLOW_FAMILIES = ("i_autorec", "cdae", "svae")
+
+
+def _selected(family):
+    return (
+        keras.backend.backend() == "tensorflow"
+        or os.environ.get("KERAS_AEREC_EXPORT_ALL") == "1"
+        or family in OFF_TENSORFLOW_FAMILIES
+    )
+
+
+@pytest.fixture(scope="module")
+def built():
+    """One fitted tiny model per selected family (or the error building it raised)."""
+    results = {}
+    for family, build in FAMILIES.items():
+        if not _selected(family):
+            continue
+        keras.utils.set_random_seed(0)
+        try:
+            results[family] = build()
+        except Exception as error:  # reported by the family's own test case
+            results[family] = error
+    return results
+
+
+def _model(built, family):
+    if isinstance(built[family], Exception):
+        raise built[family]
+    return built[family][0]
+
+
+@pytest.fixture(scope="module")
+def served(built, tmp_path_factory):
+    """Exports every family, then serves them all in one isolated interpreter."""
+    root = tmp_path_factory.mktemp("export")
+    results = {family: error for family, error in built.items() if isinstance(error, Exception)}
+    built = {family: entry for family, entry in built.items() if family not in results}
+
+    def export(family):
+        model, kwargs, requests, expected, kind = built[family]
+        path = export_saved_model(model, root / "saved_models", k=K, **kwargs)
+        np.savez(root / f"{family}.requests.npz", **requests)
+        return {"path": path, "expected": expected, "kind": kind}
+
+    # Off TensorFlow each export runs a TensorFlow subprocess: two at a time.
+    workers = 1 if keras.backend.backend() == "tensorflow" else 2
+    with ThreadPoolExecutor(workers) as pool:
+        futures = {family: pool.submit(export, family) for family in built}
+    manifest = {}
+    for family, future in futures.items():
+        if future.exception() is not None:
+            results[family] = future.exception()
+            continue
+        results[family] = future.result()
+        manifest[family] = {
+            "path": results[family]["path"],
+            **{
+                name: str(root / f"{family}.{name}.{suffix}")
+                for name, suffix in (("requests", "npz"), ("outputs", "npz"), ("structure", "json"))
+            },
+        }
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    run = subprocess.run(
+        [sys.executable, "-I", "-c", SERVE_SCRIPT, str(root / "manifest.json")],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=_isolated_environment(),
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    for family, entry in manifest.items():
+        with np.load(entry["outputs"]) as outputs:
+            results[family]["served"] = {name: outputs[name] for name in outputs.files}
+        results[family]["structure"] = json.loads(open(entry["structure"]).read())
+    return results
+
+
+def _isolated_environment():
+    environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "KERAS_BACKEND")}
+    environment["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    return environment
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_served_signatures_match_the_keras_model(served, family):
+    if not _selected(family):
+        pytest.skip(
+            f"{family} exports through the same TensorFlow subprocess as the families run "
+            "here; checked under TensorFlow (KERAS_AEREC_EXPORT_ALL=1 runs it here)"
+        )
+    result = served[family]
+    if isinstance(result, Exception):
+        raise result
+    assert os.path.basename(result["path"]) == "1"
+    structure = result["structure"]
+    assert set(structure) == {"serving_default", "recommend", "variables"}
+    assert not [name for name in structure["variables"] if "optimizer" in name]
+    for signature, (inputs, outputs) in SIGNATURE_NAMES[result["kind"]].items():
+        assert set(structure[signature]["inputs"]) == inputs, signature
+        assert set(structure[signature]["outputs"]) == outputs, signature
+    expected, actual = result["expected"], result["served"]
+    assert set(actual) == set(expected)
+    for name, values in expected.items():
+        if name == "recommend/item_ids":
+            continue
+        served_values = actual[name]
+        if name == "recommend/scores":
+            values = values[:, :K]
+        assert served_values.shape == values.shape, name
+        np.testing.assert_array_equal(np.isneginf(served_values), np.isneginf(values), name)
+        finite = np.isfinite(values)
+        assert np.abs(served_values[finite] - values[finite]).max() <= TOLERANCE, name
+    untied = _untied(expected["recommend/scores"])
+    np.testing.assert_array_equal(
+        actual["recommend/item_ids"][untied], expected["recommend/item_ids"][untied]
+    )
+    assert untied.mean() > 0.8  # the comparison is not vacuous
+
+
+def test_i_autorec_signatures_take_original_ids(served):
+    structure = served["i_autorec"]["structure"]
+    assert structure["serving_default"]["inputs"] == {
+        "user_id": ["string", [None]],
+        "item_id": ["int64", [None]],
+    }
+    assert structure["recommend"]["inputs"] == {"user_id": ["string", [None]]}
+    assert structure["recommend"]["outputs"] == {
+        "item_ids": "int64",
+        "scores": "float32",
+        "predicted_ratings": "float32",
+    }
+
+
+def test_saved_model_cli_lists_the_documented_signatures(served):
+    result = served["i_autorec"]
+    if isinstance(result, Exception):
+        raise result
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip(
+            "the SavedModel is the same TensorFlow graph whichever backend trained "
+            "the model; its listing is checked under TensorFlow"
+        )
+    if not os.path.exists(SAVED_MODEL_CLI):
+        pytest.skip("saved_model_cli is not installed next to this Python")
+    shown = subprocess.run(
+        [SAVED_MODEL_CLI, "show", "--all", "--dir", result["path"]],
+        capture_output=True,
+        text=True,
+        env=_isolated_environment(),
+    )
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    for text in (
+        "signature_def['serving_default']",
+        "signature_def['recommend']",
+        "inputs['user_id']",
+        "inputs['item_id']",
+        "outputs['predicted_ratings']",
+        "outputs['item_ids']",
+        "outputs['scores']",
+    ):
+        assert text in shown.stdout
+
+
+# === Errors and layout (the SavedModel writer is faked: no TensorFlow build needed) ===
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return _ease()[0]
+
+
+@pytest.fixture
+def fake_writer(monkeypatch):
+    """Replaces the TensorFlow build with a small file write (records the plans)."""
+    plans = []
+
+    def write(model, plan, arrays, path):
+        plans.append(plan)
+        with open(os.path.join(path, "saved_model.pb"), "w") as file:
+            file.write(plan["kind"])
+
+    monkeypatch.setattr(saved_model, "_write_saved_model", write)
+    return plans
+
+
+def _tree(path):
+    return sorted(
+        os.path.relpath(os.path.join(folder, name), path)
+        for folder, folders, files in os.walk(path)
+        for name in folders + files
+    )
+
+
+def test_versions_increment_and_are_never_overwritten(tmp_path, fitted, fake_writer):
+    assert export_saved_model(fitted, tmp_path, k=K, name="ease") == str(tmp_path / "ease" / "1")
+    assert export_saved_model(fitted, tmp_path, k=K, name="ease") == str(tmp_path / "ease" / "2")
+    assert export_saved_model(fitted, tmp_path, version=7, k=K, name="ease").endswith("7")
+    assert export_saved_model(fitted, tmp_path, k=K, name="ease").endswith("8")
+    before = _tree(tmp_path)
+    with pytest.raises(ValueError, match="`version` 7 already exists"):
+        export_saved_model(fitted, tmp_path, version=7, k=K, name="ease")
+    assert _tree(tmp_path) == before
+
+
+def test_default_name_and_directory(tmp_path, fitted, fake_writer, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = export_saved_model(fitted, k=K)
+    assert path == os.path.join("saved_models", fitted.name, "1")
+
+
+def test_interrupted_export_leaves_no_version(tmp_path, fitted, monkeypatch):
+    def interrupted(model, plan, arrays, path):
+        with open(os.path.join(path, "saved_model.pb"), "w") as file:
+            file.write("partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(saved_model, "_write_saved_model", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_saved_model(fitted, tmp_path / "models", k=K, name="ease")
+    assert not (tmp_path / "models").exists()  # the folders it created are gone too
+    (tmp_path / "models" / "ease" / "3").mkdir(parents=True)
+    with pytest.raises(KeyboardInterrupt):
+        export_saved_model(fitted, tmp_path / "models", k=K, name="ease")
+    assert _tree(tmp_path / "models") == ["ease", "ease/3"]
+
+
+def test_unfitted_model_is_refused(tmp_path, fake_writer):
+    model = MultDAE(num_items=NUM_ITEMS, hidden_dims=(), latent_dim=4)
+    with pytest.raises(ValueError, match="should be fitted before export"):
+        export_saved_model(model, tmp_path, k=K)
+    model.compile(optimizer="adam")  # compiled is not fitted
+    with pytest.raises(ValueError, match="should be fitted before export"):
+        export_saved_model(model, tmp_path, k=K)
+    with pytest.raises(ValueError, match="should be fitted before export"):
+        export_saved_model(EASE(num_items=NUM_ITEMS, l2=5.0), tmp_path, k=K)
+    assert _tree(tmp_path) == []
+
+
+@pytest.mark.parametrize("k", [0, NUM_ITEMS + 1, 2.5, True])
+def test_k_outside_the_catalogue_is_refused(tmp_path, fitted, fake_writer, k):
+    with pytest.raises(
+        ValueError, match=rf"`k` should be an integer between 1 and .*\({NUM_ITEMS}\)"
+    ):
+        export_saved_model(fitted, tmp_path, k=k)
+    assert _tree(tmp_path) == []
+
+
+def test_target_that_is_not_a_model_root_is_refused(tmp_path, fitted, fake_writer):
+    (tmp_path / "ease").mkdir()
+    (tmp_path / "ease" / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="is not a model root.*'notes.txt'"):
+        export_saved_model(fitted, tmp_path, k=K, name="ease")
+    (tmp_path / "file").write_text("keep me")
+    with pytest.raises(ValueError, match="is not a model root.*it is a file"):
+        export_saved_model(fitted, tmp_path, k=K, name="file")
+    (tmp_path / "version" / "1").mkdir(parents=True)
+    (tmp_path / "version" / "1" / "saved_model.pb").write_text("a SavedModel")
+    with pytest.raises(ValueError, match="is itself a SavedModel"):
+        export_saved_model(fitted, tmp_path / "version" / "1", k=K, name="ease")
+    with pytest.raises(ValueError, match="`name` should be a folder name"):
+        export_saved_model(fitted, tmp_path, k=K, name="../escape")
+    with pytest.raises(ValueError, match="`version` should be a positive integer"):
+        export_saved_model(fitted, tmp_path, version=0, k=K)
+    assert _tree(tmp_path) == [
+        "ease",
+        "ease/notes.txt",
+        "file",
+        "version",
+        "version/1",
+        "version/1/saved_model.pb",
+    ]
+    assert (tmp_path / "file").read_text() == "keep me"
+
+
+def test_model_without_serving_support_is_refused(tmp_path, fake_writer):
+    inputs = keras.Input((NUM_ITEMS,))
+    plain = keras.Model(inputs, keras.layers.Dense(NUM_ITEMS)(inputs))
+    with pytest.raises(ValueError, match="should be a keras_aerec model with serving support"):
+        export_saved_model(plain, tmp_path, k=K)
+    assert _tree(tmp_path) == []
+
+
+def test_item_based_rating_model_needs_its_training_ratings(tmp_path, built, fitted, fake_writer):
+    train = _ratings()
+    model = _model(built, "i_autorec")
+    with pytest.raises(ValueError, match="`ratings` should be the users x items training"):
+        export_saved_model(model, tmp_path, k=K)
+    with pytest.raises(ValueError, match=rf"`k` should be .*\({NUM_ITEMS}\)"):
+        export_saved_model(model, tmp_path, k=NUM_ITEMS + 1, ratings=train)
+    with pytest.raises(ValueError, match="`ratings` is only used by item-based"):
+        export_saved_model(fitted, tmp_path, k=K, ratings=train)
+    assert _tree(tmp_path) == []
+    path = export_saved_model(model, tmp_path, k=K, ratings=train)
+    assert fake_writer[-1]["kind"] == "rating_pairs" and path.endswith("1")
+
+
+# === CLI ===
+
+
+def _cli_parser():
+    parser = argparse.ArgumentParser(prog="keras-aerec")
+    export_cli.add_parser(parser.add_subparsers(dest="command"))
+    return parser
+
+
+def test_cli_exports_a_keras_file(tmp_path, fitted, fake_writer, capsys):
+    fitted.save(tmp_path / "ease.keras")
+    args = _cli_parser().parse_args(
+        [
+            "export",
+            str(tmp_path / "ease.keras"),
+            "--directory",
+            str(tmp_path / "out"),
+            "--k",
+            "4",
+            "--version",
+            "3",
+        ]
+    )
+    export_cli.run(args)
+    assert fake_writer[-1]["k"] == 4
+    assert (tmp_path / "out" / fitted.name / "3" / "saved_model.pb").exists()
+    assert str(tmp_path / "out" / fitted.name / "3") in capsys.readouterr().out
+
+
+def test_cli_reads_the_ratings_of_an_item_based_model(tmp_path, built, fake_writer):
+    train = _ratings()
+    model = _model(built, "i_autorec")
+    model.save(tmp_path / "autorec.keras")
+    rows, columns = train.nonzero()
+    lines = [
+        f"{USER_IDS[u]}::{ITEM_IDS[i]}::{int(train[u, i])}"
+        for u, i in zip(rows, columns, strict=True)
+    ]
+    (tmp_path / "ratings.dat").write_text("\n".join(lines) + "\n")
+    sp.save_npz(tmp_path / "ratings.npz", train)
+    for ratings in ("ratings.dat", "ratings.npz"):
+        args = _cli_parser().parse_args(
+            [
+                "export",
+                str(tmp_path / "autorec.keras"),
+                "--directory",
+                str(tmp_path / "out"),
+                "--k",
+                "3",
+                "--ratings",
+                str(tmp_path / ratings),
+            ]
+        )
+        export_cli.run(args)
+    assert _tree(tmp_path / "out" / model.name) == [
+        "1",
+        "1/saved_model.pb",
+        "2",
+        "2/saved_model.pb",
+    ]
+    with pytest.raises(ValueError, match="`--ratings` should be"):
+        export_cli.run(
+            _cli_parser().parse_args(
+                ["export", str(tmp_path / "autorec.keras"), "--directory", str(tmp_path / "out")]
+            )
+        )
+
+
+def test_cli_reports_a_missing_model_file(tmp_path):
+    args = _cli_parser().parse_args(["export", str(tmp_path / "missing.keras")])
+    with pytest.raises(FileNotFoundError, match="missing.keras"):
+        export_cli.run(args)

@@ -20,12 +20,16 @@ Protocols (`--protocol`):
 
 Every model and seed runs in a fresh process, so the peak RSS (`getrusage`) is that
 run's. Epoch time is the `fit` time per epoch without validation passes; `eval` is the
-time of the full-ranking test evaluation; `fit` is the whole training (EASE: the closed
-form) including validation passes.
+time of the full-ranking test evaluation; `fit` is the whole training including
+validation passes (EASE: the final closed form; `select_seconds` in the JSON is its
+lambda search). `--speed` instead times, per model in a fresh process, 3 epochs after a
+warm-up epoch at batches of 500 and 100 users, EASE's closed form (best of 3), the test
+evaluation (best of 2) and the peak RSS, with the load average before and after (the
+machine is shared, so accuracy runs' timings are noisier).
 
     KERAS_BACKEND=jax python benchmarks/bench_topn_models.py --data-dir /work/shared/data \
         --protocol liang --models ease multvae multdae cdae --seeds 0 1 2 \
-        [--set multvae.total_anneal_steps=2000] [--json runs.jsonl]
+        [--set multvae.total_anneal_steps=2000] [--json runs.jsonl] [--speed]
 
 The backend defaults to JAX (fastest Mult-VAE epochs measured here, 2-core CPU).
 """
@@ -250,6 +254,64 @@ def run(name, settings, protocol, data_dir, seed):
     return info
 
 
+def speed(name, settings, protocol, data_dir, seed, epochs=3):
+    """Epoch time (batches of 500 and 100 users), EASE fit, evaluation time, peak RSS."""
+    import keras
+
+    from keras_aerec.data.batching import RowBatches
+    from keras_aerec.models.ease import EASE
+
+    split = load_split(protocol, data_dir, seed)
+    info = {"model": name, "protocol": protocol, "backend": keras.backend.backend()}
+    info["load_before"] = os.getloadavg()[0]
+    if name == "ease":
+        fits = []
+        for _ in range(3):
+            started = time.perf_counter()
+            model = EASE(split.num_items, item_ids=split.item_ids).fit(split.train)
+            fits.append(time.perf_counter() - started)
+        info["fit_seconds"] = min(fits)
+    else:
+        for batch_size in (500, 100):
+            keras.utils.set_random_seed(seed)
+            model = build(name, settings, split, seed)
+            model.compile(optimizer=keras.optimizers.Adam(settings["train"]["learning_rate"]))
+            batches = RowBatches(
+                split.train, batch_size=batch_size, seed=seed, user_index=name == "cdae"
+            )
+            model.fit(batches, epochs=1, verbose=0)  # compilation / tracing
+            started = time.perf_counter()
+            model.fit(batches, epochs=epochs, verbose=0)
+            info[f"s_per_epoch_{batch_size}"] = (time.perf_counter() - started) / epochs
+    evaluations = []
+    for _ in range(2):
+        started = time.perf_counter()
+        evaluate(model, split.test, protocol, test_ks(protocol))
+        evaluations.append(time.perf_counter() - started)
+    info["eval_seconds"] = min(evaluations)
+    info["test_users"] = split.test.num_users
+    info["load_after"] = os.getloadavg()[0]
+    info["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return info
+
+
+def speed_table(runs):
+    lines = [
+        "| model | backend | s/epoch (batch 500) | s/epoch (batch 100) | EASE fit s "
+        "| eval s (test users) | peak RSS MB | load avg before/after |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        cells = [run["model"], run["backend"]]
+        for key in ("s_per_epoch_500", "s_per_epoch_100", "fit_seconds"):
+            cells.append(f"{run[key]:.2f}" if key in run else "-")
+        cells.append(f"{run['eval_seconds']:.2f} ({run['test_users']})")
+        cells.append(f"{run['peak_rss_mb']:.0f}")
+        cells.append(f"{run['load_before']:.1f} / {run['load_after']:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def mean_sd(values):
     if len(values) == 1:
         return f"{values[0]:.4f}"
@@ -304,11 +366,28 @@ def main():
     parser.add_argument("--set", nargs="*", default=[], metavar="MODEL.ARG=VALUE")
     parser.add_argument("--json", help="append every run (with its validation curve) here")
     parser.add_argument("--label", help="name of the model in the table (default: its name)")
+    parser.add_argument(
+        "--speed",
+        action="store_true",
+        help="measure epoch time, EASE fit, evaluation time and peak RSS (first seed only)",
+    )
     args = parser.parse_args()
     settings = parse_overrides(args.set)
 
     runs = []
     context = multiprocessing.get_context("spawn")
+    if args.speed:
+        for name in args.models:
+            with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+                info = pool.submit(
+                    speed, name, settings[name], args.protocol, args.data_dir, args.seeds[0]
+                ).result()
+            runs.append(info)
+            if args.json:
+                with open(args.json, "a") as out:
+                    out.write(json.dumps(info) + "\n")
+        print(speed_table(runs))
+        return
     for name in args.models:
         for seed in args.seeds:
             with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:

@@ -2,10 +2,10 @@
 
 import logging
 
-from keras_aerec import data, evaluation, metrics
+from keras_aerec import data, evaluation, layers, losses, metrics, models
 
 __version__ = "0.1.0"
 
 logging.getLogger("keras_aerec").addHandler(logging.NullHandler())
 
-__all__ = ["__version__", "data", "evaluation", "metrics"]
+__all__ = ["__version__", "data", "evaluation", "layers", "losses", "metrics", "models"]

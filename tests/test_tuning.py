@@ -96,10 +96,9 @@ def test_search_summary_compares_best_with_defaults(data, tmp_path):
     assert "## Best configuration vs the paper's defaults" in markdown
     assert "| defaults | 0 |" in markdown
 
-    # A finished search continues with more trials; its finished trials are not re-run.
-    more = run_search("multvae", data, max_trials=3, epochs=2, directory=str(directory))
-    assert more["trials"][:2] == saved["trials"]
-    assert len(more["trials"]) == 3 and more["trials"][2]["status"] == "COMPLETED"
+    # A finished search reloads without training again (the resume test covers a kill).
+    again = run_search("multvae", data, max_trials=2, epochs=2, directory=str(directory))
+    assert again["trials"] == saved["trials"] and again["best"] == saved["best"]
     # Other settings in the same directory are refused rather than mixed in.
     with pytest.raises(ValueError, match="holds a search with other settings"):
         run_search("multvae", data, max_trials=2, epochs=3, directory=str(directory))
@@ -108,9 +107,9 @@ def test_search_summary_compares_best_with_defaults(data, tmp_path):
 @pytest.mark.backend
 def test_hyperband_search_of_autorec(data, tmp_path):
     autorec = run_search(
-        "i-autorec", data, tuner="hyperband", max_trials=3, epochs=3, directory=str(tmp_path / "a")
+        "i-autorec", data, tuner="hyperband", max_trials=2, epochs=3, directory=str(tmp_path / "a")
     )
-    assert len(autorec["trials"]) == 3
+    assert len(autorec["trials"]) == 2
     assert all("tuner/epochs" in trial["hyperparameters"] for trial in autorec["trials"])
     assert 0.0 < autorec["best"]["test"]["rmse"] < 4.0
 

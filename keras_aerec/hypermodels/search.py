@@ -117,7 +117,7 @@ class ResumableHyperbandOracle(_Resumable, keras_tuner.oracles.HyperbandOracle):
 
 
 class _SearchTunerMixin:
-    """Tuner mixin: atomic state files, and each trial's learning curves and wall time.
+    """Tuner mixin: resumable from the start, atomic state files, and learning curves.
 
     KerasTuner keeps only a trial's best epoch; `curves.json` in the trial's folder adds
     how many epochs it ran (early stopping) and how long it took.
@@ -126,6 +126,13 @@ class _SearchTunerMixin:
     def save(self):
         self.oracle.save()
         write_json_atomically(self._get_tuner_fname(), self.get_state())
+
+    def on_search_begin(self):
+        # KerasTuner writes `tuner0.json`, which marks a folder as resumable, only when
+        # the first trial ends: a search killed before that would start over and
+        # overwrite its trials. Writing it now makes every later restart a reload.
+        super().on_search_begin()
+        self.save()
 
     def run_trial(self, trial, *args, **kwargs):
         start = time.perf_counter()
@@ -288,11 +295,9 @@ def run_search(
     search = _make_tuner(
         tuner, hypermodel, objective, max_trials, directory, model_name, seed, overwrite
     )
-    start = time.perf_counter()
     search.search(split.train, split.validation, verbose=verbose)
-    seconds = time.perf_counter() - start
 
-    summary = _summarize(search, hypermodel, split, spec, settings, max_trials, seconds)
+    summary = _summarize(search, hypermodel, split, spec, settings, max_trials)
     _write_summary(directory, summary)
     return summary
 
@@ -435,7 +440,7 @@ def _trial_order(oracle) -> list:
     return started + sorted(set(oracle.trials) - set(started))
 
 
-def _summarize(search, hypermodel, split, spec, settings, max_trials, seconds) -> dict:
+def _summarize(search, hypermodel, split, spec, settings, max_trials) -> dict:
     trained = not hypermodel.recipe.closed_form
     trials = [
         _trial_record(search, search.oracle.get_trial(trial_id), trained)
@@ -473,6 +478,7 @@ def _summarize(search, hypermodel, split, spec, settings, max_trials, seconds) -
             }
     return {
         **settings,
+        "kind": hypermodel.kind,
         "backend": keras.backend.backend(),
         "max_trials": max_trials,
         "epochs": hypermodel.epochs if trained else None,
@@ -483,7 +489,8 @@ def _summarize(search, hypermodel, split, spec, settings, max_trials, seconds) -
             for hp in search.oracle.get_space().space
         ],
         "default_hyperparameters": defaults,
-        "seconds_this_run": seconds,
+        # Wall time of the trials, summed over the runs of a resumed search.
+        "trial_seconds": sum(trial["seconds"] or 0.0 for trial in trials),
         "best": outcome["best"],
         "defaults": outcome["defaults"],
         "trials": trials,
@@ -521,7 +528,8 @@ def summary_markdown(summary: dict) -> str:
     """The summary as Markdown: settings, best vs defaults, search space, every trial."""
     objective = summary["objective"]
     lines = [
-        f"# Hyperparameter search: {summary['model']} ({summary['protocol']} protocol)",
+        f"# Hyperparameter search: {summary['model']} "
+        f"({summary['protocol']} protocol, {summary.get('kind', 'ranking')} split)",
         "",
         f"- data: {summary['data']['name']} ({summary['data']['num_users']} users, "
         f"{summary['data']['num_items']} items, {summary['data']['num_interactions']} interactions)",
@@ -530,6 +538,7 @@ def summary_markdown(summary: dict) -> str:
         f"{objective['name']} ({objective['direction']}), seed {summary['seed']}, "
         f"backend {summary['backend']}",
     ]
+    lines.append(f"- wall time of the trials: {summary['trial_seconds'] / 60:.1f} min")
     if summary["epochs"] is not None:
         lines.append(
             f"- budget: at most {summary['epochs']} epochs per trial, early stopping after "

@@ -1,1 +1,5 @@
-"""keras_aerec.layers."""
+"""Shared layers."""
+
+from keras_aerec.layers.sampling import Sampling
+
+__all__ = ["Sampling"]

@@ -238,3 +238,37 @@ def test_cli_tune_refuses_bad_arguments_before_loading_data(tmp_path, capsys):
     with pytest.raises(SystemExit):
         _parse(["tune", "autorecc"])
     assert "invalid choice: 'autorecc'" in capsys.readouterr().err
+
+
+@pytest.mark.backend
+def test_trial_created_but_not_yet_in_oracle_state_is_rerun_on_resume(tmp_path, monkeypatch):
+    """A kill right after a new trial's trial.json is written (RUNNING), before oracle.json
+    lists it as ongoing, must not lose the trial: the resumed search trains it."""
+    data = synthetic(num_users=300, num_items=150, density=0.05, seed=0)
+    directory = tmp_path / "search"
+    run_search("i-autorec", data, max_trials=2, epochs=1, directory=str(directory))
+    project = directory / "i-autorec"
+    # Rewind the state to the moment of such a kill: trial 1 RUNNING, unknown to the oracle.
+    trial_file = project / "trial_1" / "trial.json"
+    trial = json.loads(trial_file.read_text())
+    trial.update(status="RUNNING", metrics={"metrics": {}})
+    trial_file.write_text(json.dumps(trial))
+    oracle_file = project / "oracle.json"
+    oracle = json.loads(oracle_file.read_text())
+    oracle["end_order"] = [trial_id for trial_id in oracle["end_order"] if trial_id != "1"]
+    oracle["ongoing_trials"] = {}
+    oracle_file.write_text(json.dumps(oracle))
+
+    from keras_aerec.hypermodels import base
+
+    trained = []
+    original_fit = base.AutoencoderHyperModel.fit
+
+    def logged_fit(self, hp, model, *args, **kwargs):
+        trained.append(next(c.trial.trial_id for c in kwargs["callbacks"] if hasattr(c, "trial")))
+        return original_fit(self, hp, model, *args, **kwargs)
+
+    monkeypatch.setattr(base.AutoencoderHyperModel, "fit", logged_fit)
+    run_search("i-autorec", data, max_trials=2, epochs=1, directory=str(directory))
+    assert trained == ["1"]
+    assert _trial_states(project) == {"0": "COMPLETED", "1": "COMPLETED"}

@@ -70,7 +70,9 @@ class _Resumable:
 
     On reload, KerasTuner re-queues every trial `oracle.json` lists as ongoing. A process
     killed after a trial's `trial.json` was marked COMPLETED but before `oracle.json` was
-    rewritten would re-run that finished trial; it is dropped from the queue instead.
+    rewritten would re-run that finished trial; it is dropped from the queue instead. A
+    process killed right after a new trial's `trial.json` was written, before
+    `oracle.json` listed it, would lose that trial; it is queued again.
     """
 
     def save(self):
@@ -82,11 +84,19 @@ class _Resumable:
 
     def reload(self):
         super().reload()
-        self._retry_queue = [
+        queue = [
             trial_id
             for trial_id in self._retry_queue
             if self.trials[trial_id].status != TrialStatus.COMPLETED
         ]
+        # A kill between writing a new trial's `trial.json` (RUNNING) and the next
+        # `oracle.json` leaves a trial KerasTuner does not list as ongoing: re-run it too.
+        queue += [
+            trial_id
+            for trial_id, trial in self.trials.items()
+            if trial.status == TrialStatus.RUNNING and trial_id not in queue
+        ]
+        self._retry_queue = queue
 
 
 class _DefaultsFirst(_Resumable):

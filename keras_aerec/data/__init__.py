@@ -4,6 +4,11 @@ from keras_aerec.data.batching import RowBatches
 from keras_aerec.data.interactions import Interactions
 from keras_aerec.data.io import read_ratings
 from keras_aerec.data.movielens import load_movielens
+from keras_aerec.data.sequences import (
+    SequenceBatches,
+    time_ordered_part,
+    time_ordered_sequences,
+)
 from keras_aerec.data.splits import (
     HeldOutPart,
     RankingSplit,
@@ -21,11 +26,14 @@ __all__ = [
     "RankingSplit",
     "RatingSplit",
     "RowBatches",
+    "SequenceBatches",
     "load_movielens",
     "rating_holdout",
     "read_ratings",
     "strong_generalization",
     "synthetic",
     "temporal",
+    "time_ordered_part",
+    "time_ordered_sequences",
     "weak_generalization",
 ]

@@ -128,9 +128,9 @@ MODELS = {
             "rating",
             _autorec("item"),
             defaults={"hidden_units": 500, "l2": 1.0, "learning_rate": 1e-3},
-            quick={"hidden_units": 100},
+            quick={"hidden_units": 100, "learning_rate": 1e-2},
             epochs=200,
-            quick_epochs=8,
+            quick_epochs=20,
             batch_size=256,
         ),
         Recipe(
@@ -138,9 +138,9 @@ MODELS = {
             "rating",
             _autorec("user"),
             defaults={"hidden_units": 500, "l2": 1.0, "learning_rate": 1e-3},
-            quick={"hidden_units": 100},
+            quick={"hidden_units": 100, "learning_rate": 1e-2},
             epochs=200,
-            quick_epochs=8,
+            quick_epochs=20,
             batch_size=256,
         ),
         Recipe(

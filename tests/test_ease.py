@@ -91,3 +91,29 @@ def test_save_and_load_give_identical_scores(tmp_path):
 def test_rejects_a_non_positive_l2(l2):
     with pytest.raises(ValueError, match="`l2` should be a positive float"):
         EASE(NUM_ITEMS, l2=l2)
+
+
+def test_large_catalogue_refusal_names_the_bytes_and_max_items(monkeypatch):
+    monkeypatch.setattr(ease_module, "available_memory_bytes", lambda: 24 * 2**30)
+    with pytest.raises(ValueError, match=r"120,000,000,000 bytes.*`max_items`"):
+        EASE(num_items=100_000)
+    model = EASE(num_items=100_000, max_items=20_000)
+    assert model.get_config()["max_items"] == 20_000
+
+
+@pytest.mark.backend
+def test_max_items_keeps_the_most_popular_items_and_scores_the_others_minus_inf(tmp_path):
+    x = rows(40, seed=1)
+    popularity = np.asarray((x != 0).sum(axis=0)).ravel()
+    kept = np.sort(np.argsort(-popularity, kind="stable")[:5])
+    model = EASE(NUM_ITEMS, l2=2.0, max_items=5).fit(x)
+    scores = model.score(x[:6])
+    unkept = np.setdiff1d(np.arange(NUM_ITEMS), kept)
+    assert np.all(np.isneginf(scores[:, unkept]))
+    full = x[:6].toarray()[:, kept] @ direct_weights(x.toarray()[:, kept], 2.0)
+    np.testing.assert_allclose(scores[:, kept], full, rtol=1e-4, atol=1e-6)
+    # -1 pads the lists of rows with fewer than k unseen kept items.
+    assert set(model.recommend(x[:6], k=2)[0].ravel()) - {-1} <= set(kept)
+    path = tmp_path / "ease.keras"
+    model.save(path)
+    np.testing.assert_array_equal(keras.models.load_model(path).score(x[:6]), scores)

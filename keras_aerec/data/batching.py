@@ -7,6 +7,8 @@ import keras
 import numpy as np
 import scipy.sparse as sp
 
+from keras_aerec.distribute import batch_multiple, distinct_targets
+
 logger = logging.getLogger("keras_aerec")
 
 
@@ -58,7 +60,11 @@ class RowBatches(keras.utils.PyDataset):
         user_index: when `True`, the inputs are `(user_index, x_batch)` tuples, where
             `user_index` (int32) holds the rows' positions in `x` (for models with a user
             embedding such as CDAE).
-        drop_remainder: whether to drop the last, incomplete batch.
+        drop_remainder: whether to drop the last, incomplete batch. Under a JAX
+            `data_parallel()` (see `keras_aerec.distribute.batch_multiple`), the last
+            batch is always trimmed to a multiple of the number of devices, which must
+            divide `batch_size`: at most `devices - 1` rows are skipped per epoch, other
+            rows every epoch as they are reshuffled.
         rows: optional integer array of the rows of `x` to iterate over (default: all).
         **kwargs: forwarded to `keras.utils.PyDataset` (`workers`, `use_multiprocessing`,
             `max_queue_size`).
@@ -143,16 +149,22 @@ class RowBatches(keras.utils.PyDataset):
         if self.shuffle:
             self._order = self._rng.permutation(self.rows)
 
+    def _num_used_rows(self) -> int:
+        """Rows iterated per epoch: all, less the remainder that a batch may not hold."""
+        multiple = batch_multiple(self.batch_size)
+        return self.rows.size - self.rows.size % (
+            self.batch_size if self.drop_remainder else multiple
+        )
+
     def __len__(self):
-        if self.drop_remainder:
-            return self.rows.size // self.batch_size
-        return math.ceil(self.rows.size / self.batch_size)
+        return math.ceil(self._num_used_rows() / self.batch_size)
 
     def batch_rows(self, index: int) -> np.ndarray:
         """Row indices of `x` in batch `index` of the current epoch."""
         if not 0 <= index < len(self):
             raise IndexError(f"Batch index {index} out of range [0, {len(self)})")
-        return self._order[index * self.batch_size : (index + 1) * self.batch_size]
+        end = min((index + 1) * self.batch_size, self._num_used_rows())
+        return self._order[index * self.batch_size : end]
 
     def __getitem__(self, index):
         rows = self.batch_rows(index)
@@ -161,7 +173,10 @@ class RowBatches(keras.utils.PyDataset):
         if self.y is None:
             # A one-element tuple, so Keras never reads `(user_index, x)` as `(x, y)`.
             return (inputs,)
-        targets = x_batch if self.y is self.x else _densify(self.y, rows)
+        if self.y is not self.x:
+            targets = _densify(self.y, rows)
+        else:
+            targets = x_batch.copy() if distinct_targets() else x_batch
         return inputs, targets
 
     def on_epoch_end(self):

@@ -18,6 +18,7 @@ import keras
 from keras import ops
 
 from keras_aerec.api_export import keras_aerec_export
+from keras_aerec.distribute import sum_over_replicas
 
 NORMALIZATIONS = ("ratings", "rows", "none")
 
@@ -75,10 +76,13 @@ class MaskedMSE(keras.losses.Loss):
         y_pred = ops.convert_to_tensor(y_pred)
         y_true = ops.cast(y_true, y_pred.dtype)
         squared_errors, counts = masked_squared_error(y_true, y_pred)
+        # Under tf.distribute each replica divides by the whole batch's count, so the
+        # replicas' summed gradients equal the single-device ones.
         if self.normalization == "ratings":
-            return squared_errors / ops.maximum(ops.sum(counts), 1.0)
+            return squared_errors / ops.maximum(sum_over_replicas(ops.sum(counts)), 1.0)
         if self.normalization == "rows":
-            return squared_errors / ops.cast(ops.shape(squared_errors)[0], y_pred.dtype)
+            rows = ops.cast(ops.shape(squared_errors)[0], y_pred.dtype)
+            return squared_errors / sum_over_replicas(rows)
         return squared_errors
 
     def get_config(self):

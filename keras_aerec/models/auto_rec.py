@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_aerec.api_export import keras_aerec_export
+from keras_aerec.distribute import scale_loss_for_replicas
 from keras_aerec.losses.masked_mse import MaskedMSE
 from keras_aerec.models.rating_autoencoder import (
     RatingAutoencoder,
@@ -49,7 +50,9 @@ class AutoRec(RatingAutoencoder):
         num_inputs: width of a rating vector: the number of users for `variant="item"`,
             of items for `variant="user"`.
         hidden_units: size of the sigmoid code layer (paper: 500).
-        l2: the paper's lambda, weight of `(||W||^2 + ||V||^2) / 2` (see above).
+        l2: the paper's lambda, weight of `(||W||^2 + ||V||^2) / 2` (see above). On
+            ML-1M with `num_rows` set, the benchmarked setting is 300 for both variants
+            (`benchmarks/results/rating_models.md`).
         variant: `"item"` (I-AutoRec) or `"user"` (U-AutoRec).
         num_rows: number of training rating vectors `N` (items for I-AutoRec, users for
             U-AutoRec), or None for the article's per-batch cost (see above).
@@ -140,10 +143,12 @@ class AutoRec(RatingAutoencoder):
         penalty = ops.sum(ops.square(self.encoder.kernel)) + ops.sum(
             ops.square(self.decoder.kernel)
         )
-        loss = self.reconstruction_loss(y, y_pred, sample_weight) + weight_scale * penalty
-        for extra in self.losses:
-            loss = loss + ops.sum(extra)
-        return loss
+        extra = weight_scale * penalty
+        for layer_loss in self.losses:
+            extra = extra + ops.sum(layer_loss)
+        # Every tf.distribute replica adds the whole penalty and their gradients are
+        # summed, so it is divided by the replicas as Keras does for `add_loss` terms.
+        return self.reconstruction_loss(y, y_pred, sample_weight) + scale_loss_for_replicas(extra)
 
     def get_config(self):
         config = super().get_config()

@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from keras_aerec.api_export import keras_aerec_export
+from keras_aerec.distribute import predict_batch
 from keras_aerec.models.recommender import (
     ReconstructionObjective,
     TopNRecommender,
@@ -183,7 +184,7 @@ class CDAE(TopNRecommender, ReconstructionObjective, keras.Model):
     def _score_batch(self, x, users):
         if users is None:
             users = np.full(x.shape[0], UNKNOWN_USER)
-        return np.asarray(self.predict_on_batch([users.astype("int32"), x]), dtype="float32")
+        return np.asarray(predict_batch(self, [users.astype("int32"), x]), dtype="float32")
 
     def _check_users(self, users, num_rows: int):
         users = super()._check_users(users, num_rows)

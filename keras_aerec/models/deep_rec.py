@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_aerec.api_export import keras_aerec_export
+from keras_aerec.distribute import scale_loss_for_replicas
 from keras_aerec.losses.masked_mse import MaskedMSE
 from keras_aerec.models.rating_autoencoder import (
     RatingAutoencoder,
@@ -100,6 +101,11 @@ class DeepRec(RatingAutoencoder):
     the side features (e.g. one-hot user attributes), and reconstructs the ratings only;
     `rating_rows(R, side_information)` appends them. A re-fed example keeps the side
     features of its row.
+
+    The paper's sizes suit Netflix (about 480k users). On ML-1M (6k users) the
+    benchmarked setting is item-based, `hidden_units=(128, 128, 256)` with `l2=3e-4`;
+    the paper's user-based n-512-512-1024 is compared there
+    (`benchmarks/results/rating_models.md`).
 
     Orientation and prediction are as for `AutoRec`: `variant="user"` (the paper's) reads
     a user's ratings over the items (`num_inputs` = number of items), `variant="item"`
@@ -245,10 +251,12 @@ class DeepRec(RatingAutoencoder):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Masked MSE, L2 on the kernels and, in training, the dense re-feeding terms."""
-        loss = self.reconstruction_loss(y, y_pred, sample_weight)
+        # The penalty and the re-feeding means are per-replica terms under tf.distribute,
+        # divided by the replicas as Keras does for its own mean losses.
+        extra = 0.0
         if self.l2:
             kernels = [layer.kernel for layer in self.layers if hasattr(layer, "kernel")]
-            loss = loss + self.l2 * sum(ops.sum(ops.square(kernel)) for kernel in kernels)
+            extra = self.l2 * sum(ops.sum(ops.square(kernel)) for kernel in kernels)
         if training and self.refeeds:
             side = x[:, self.num_inputs :] if self.side_information_size else None
             output = ops.convert_to_tensor(y_pred)
@@ -256,10 +264,11 @@ class DeepRec(RatingAutoencoder):
                 target = ops.stop_gradient(output)
                 refed = target if side is None else ops.concatenate([target, side], axis=-1)
                 output = self(refed, training=True)
-                loss = loss + ops.mean(ops.square(output - target))
-        for extra in self.losses:
-            loss = loss + ops.sum(extra)
-        return loss
+                extra = extra + ops.mean(ops.square(output - target))
+        for layer_loss in self.losses:
+            extra = extra + ops.sum(layer_loss)
+        loss = self.reconstruction_loss(y, y_pred, sample_weight)
+        return loss + scale_loss_for_replicas(ops.convert_to_tensor(extra, loss.dtype))
 
     def get_config(self):
         config = super().get_config()

@@ -1,6 +1,7 @@
 """`EASE`: embarrassingly shallow autoencoder, a closed-form item-item model (Steck 2019)."""
 
 import logging
+import math
 import os
 
 import keras
@@ -37,16 +38,81 @@ def available_memory_bytes() -> int | None:
         return None
 
 
-def check_gram_fits_in_memory(num_items: int) -> None:
-    """Refuses catalogues whose float64 item-item matrix (items**2 x 8 bytes) won't fit."""
-    needed = num_items**2 * 8
+def ease_memory_bytes(num_items: int) -> int:
+    """Peak memory of `EASE.fit` on `num_items` items: float64 Gram/precision + float32 B."""
+    return num_items**2 * (8 + 4)
+
+
+def check_gram_fits_in_memory(num_items: int, max_items_hint: bool = True) -> None:
+    """Refuses catalogues whose item-item matrices (`ease_memory_bytes`) won't fit."""
+    needed = ease_memory_bytes(num_items)
     available = available_memory_bytes()
     if available is not None and needed > available:
+        hint = (
+            " Pass `max_items` to keep only the most popular items "
+            f"(about {math.isqrt(available // 24):,} fit in half the available memory)."
+            if max_items_hint
+            else ""
+        )
         raise ValueError(
-            f"EASE needs {needed / _GIB:.1f} GiB for its {num_items} x {num_items} float64 "
-            f"item-item matrix, more than the {available / _GIB:.1f} GiB of available memory. "
+            f"EASE needs {needed / _GIB:.1f} GiB ({needed:,} bytes) for its {num_items} x "
+            f"{num_items} item-item matrices (float64 while solving, float32 weights), "
+            f"more than the {available / _GIB:.1f} GiB of available memory.{hint} "
             f"Received: num_items={num_items}"
         )
+
+
+@keras_aerec_export
+class KeptItemScores(keras.layers.Layer):
+    """Item-item scores restricted to `num_kept` items; the others score `-inf`.
+
+    Reads the kept columns of a (batch, num_items) row, multiplies them by a
+    (num_kept, num_kept) weight matrix and writes the scores back to the kept positions.
+
+    Args:
+        num_items: number of items of the input rows.
+        num_kept: number of items with weights.
+        **kwargs: forwarded to `keras.layers.Layer`.
+    """
+
+    def __init__(self, num_items, num_kept, **kwargs):
+        super().__init__(**kwargs)
+        self.num_items = num_items
+        self.num_kept = num_kept
+
+    def build(self, input_shape):
+        self.kept_items = self.add_weight(
+            shape=(self.num_kept,),
+            initializer=keras.initializers.Constant(np.arange(self.num_kept)),
+            dtype="int32",
+            trainable=False,
+            name="kept_items",
+        )
+        self.kernel = self.add_weight(
+            shape=(self.num_kept, self.num_kept),
+            initializer="zeros",
+            trainable=False,
+            name="kernel",
+        )
+        self.unkept_offset = self.add_weight(
+            shape=(self.num_items,), initializer="zeros", trainable=False, name="unkept_offset"
+        )
+
+    def call(self, inputs):
+        kept_scores = ops.matmul(ops.take(inputs, self.kept_items, axis=-1), self.kernel)
+        # Scattered along the item axis (rows of the transpose): no per-row indices needed.
+        scores = ops.scatter(
+            ops.expand_dims(self.kept_items, -1),
+            ops.transpose(kept_scores),
+            (self.num_items, ops.shape(inputs)[0]),
+        )
+        return ops.transpose(scores) + self.unkept_offset
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "num_items": self.num_items, "num_kept": self.num_kept}
 
 
 @keras_aerec_export
@@ -100,15 +166,19 @@ class EASE(TopNRecommender, keras.Model):
     training popularity (share of training users with the item) instead, so it is ranked
     by popularity. Every other row's scores are exactly `x @ B`.
 
-    Memory: the float64 item-item matrix takes `num_items**2 * 8` bytes; the constructor
-    and `fit` refuse catalogues for which that exceeds the available memory, naming the
-    amount.
+    Memory: fitting takes `num_items**2 * 12` bytes (the float64 item-item matrix and the
+    float32 weights); the constructor and `fit` refuse catalogues for which that exceeds
+    the available memory, naming the amount (100,000 items: 112 GiB). With `max_items=N`
+    the model keeps only the `N` items with the most training users (`N**2 * 12` bytes);
+    the other items score `-inf`, so they are never recommended before a kept one.
 
     Args:
         num_items: number of items.
         l2: the L2 penalty lambda, a positive float. Defaults to `500.0` (the paper's value
             on ML-20M and Netflix).
         item_ids: original id of each item position (default: the positions).
+        max_items: optional positive integer: fit the weights of only this many most
+            popular items (see Memory above). `None` keeps every item.
         **kwargs: forwarded to `keras.Model` (`name`, `dtype`, `trainable`).
 
     Example:
@@ -123,21 +193,28 @@ class EASE(TopNRecommender, keras.Model):
         Steck, "Embarrassingly Shallow Autoencoders for Sparse Data", WWW 2019.
     """
 
-    def __init__(self, num_items, l2=500.0, item_ids=None, **kwargs):
+    def __init__(self, num_items, l2=500.0, item_ids=None, max_items=None, **kwargs):
         num_items = check_positive_int(num_items, "num_items")
         if isinstance(l2, bool) or not isinstance(l2, int | float) or l2 <= 0:
             raise ValueError(f"`l2` should be a positive float. Received: l2={l2!r}")
         item_id_array = check_item_ids(item_ids, num_items)
-        check_gram_fits_in_memory(num_items)
+        if max_items is not None:
+            max_items = check_positive_int(max_items, "max_items")
+            if max_items >= num_items:
+                max_items = None
+        check_gram_fits_in_memory(num_items if max_items is None else max_items)
 
         # === Layers ===
-        item_weights = keras.layers.Dense(
-            num_items,
-            use_bias=False,
-            kernel_initializer="zeros",
-            trainable=False,
-            name="item_weights",
-        )
+        if max_items is None:
+            item_weights = keras.layers.Dense(
+                num_items,
+                use_bias=False,
+                kernel_initializer="zeros",
+                trainable=False,
+                name="item_weights",
+            )
+        else:
+            item_weights = KeptItemScores(num_items, max_items, name="item_weights")
         empty_row_fallback = EmptyRowFallback(num_items, name="empty_row_fallback")
 
         # === Functional Model ===
@@ -149,6 +226,7 @@ class EASE(TopNRecommender, keras.Model):
         self.num_items = num_items
         self.l2 = float(l2)
         self.item_ids = item_id_array
+        self.max_items = max_items
 
     def fit(self, user_items, y=None, **kwargs):
         """Computes B in closed form from the training interactions (no epochs).
@@ -167,12 +245,18 @@ class EASE(TopNRecommender, keras.Model):
                 sorted(kwargs) + (["y"] if y is not None else []),
             )
         rows = self._check_user_items(user_items)
-        check_gram_fits_in_memory(self.num_items)
+        check_gram_fits_in_memory(self.num_items if self.max_items is None else self.max_items)
         rows = sp.csr_matrix(rows, dtype="float64")
-        self.get_layer("item_weights").kernel.assign(
-            closed_form_weights(rows, self.l2).astype("float32")
-        )
         users_per_item = np.bincount(rows.indices[rows.data != 0], minlength=self.num_items)
+        item_weights = self.get_layer("item_weights")
+        if self.max_items is not None:
+            kept = np.sort(np.argsort(-users_per_item, kind="stable")[: self.max_items])
+            item_weights.kept_items.assign(kept.astype("int32"))
+            offset = np.full(self.num_items, -np.inf, dtype="float32")
+            offset[kept] = 0.0
+            item_weights.unkept_offset.assign(offset)
+            rows = rows[:, kept]
+        item_weights.kernel.assign(closed_form_weights(rows, self.l2).astype("float32"))
         self.get_layer("empty_row_fallback").fallback_scores.assign(
             (users_per_item / max(rows.shape[0], 1)).astype("float32")
         )
@@ -184,6 +268,7 @@ class EASE(TopNRecommender, keras.Model):
             "num_items": self.num_items,
             "l2": self.l2,
             "item_ids": item_ids_config(self.item_ids, self.num_items),
+            "max_items": self.max_items,
         }
 
 

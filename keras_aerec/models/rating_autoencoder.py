@@ -16,6 +16,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from keras_aerec.data.batching import RowBatches
+from keras_aerec.distribute import predict_batch
 from keras_aerec.models.recommender import DEFAULT_SCORE_BATCH_SIZE
 
 logger = logging.getLogger("keras_aerec.models")
@@ -141,7 +142,7 @@ class RatingAutoencoder(keras.Model):
         for start in range(0, rows.shape[0], batch_size):
             batch = rows[start : start + batch_size]
             batch = batch.toarray() if sp.issparse(batch) else batch
-            outputs.append(np.asarray(self.predict_on_batch(batch.astype("float32"))))
+            outputs.append(np.asarray(predict_batch(self, batch.astype("float32"))))
         if not outputs:
             return np.zeros((0, self.num_inputs), dtype="float32")
         return np.concatenate(outputs).astype("float32", copy=False)

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import scipy.sparse as sp
 
+from keras_aerec.distribute import predict_batch
 from keras_aerec.metrics.ranking import top_k_indices
 
 DEFAULT_SCORE_BATCH_SIZE = 1024
@@ -181,7 +182,7 @@ class TopNRecommender:
     def _score_batch(self, x, users):
         """Scores of one dense float32 batch (numpy in, numpy float32 out)."""
         del users
-        return np.asarray(self.predict_on_batch(x), dtype="float32")
+        return np.asarray(predict_batch(self, x), dtype="float32")
 
     def _check_user_items(self, user_items):
         """`user_items` as a float32 CSR matrix or dense 2D array, validated."""

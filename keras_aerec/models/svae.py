@@ -12,6 +12,7 @@ from keras_aerec.data.sequences import (
     rank_matrix,
     time_ordered_sequences,
 )
+from keras_aerec.distribute import sum_over_replicas
 from keras_aerec.layers.sampling import Sampling
 from keras_aerec.models.recommender import (
     TopNRecommender,
@@ -54,7 +55,8 @@ def next_k_nll(targets, logits, sample_weight=None):
     weight = ops.cast(ops.greater(ops.max(targets, axis=-1), 0), log_probs.dtype)
     if sample_weight is not None:
         weight = weight * ops.reshape(ops.cast(sample_weight, weight.dtype), (-1, 1))
-    return ops.sum(per_position * weight) / ops.maximum(ops.sum(weight), 1e-12)
+    # The count of the whole batch under tf.distribute (see `sum_over_replicas`).
+    return ops.sum(per_position * weight) / ops.maximum(sum_over_replicas(ops.sum(weight)), 1e-12)
 
 
 @keras_aerec_export

@@ -8,12 +8,21 @@ import pytest
 
 keras_tuner = pytest.importorskip("keras_tuner")
 
-from keras_aerec.data import rating_holdout, strong_generalization, synthetic, weak_generalization  # noqa: E402
+from keras_aerec.data import (  # noqa: E402
+    rating_holdout,
+    strong_generalization,
+    synthetic,
+    temporal,
+    weak_generalization,
+)
+from keras_aerec.data.sequences import time_ordered_part  # noqa: E402
+from keras_aerec.evaluation.ranking import evaluate_ranking  # noqa: E402
 from keras_aerec.experiments import MODELS  # noqa: E402
 from keras_aerec.hypermodels import (  # noqa: E402
     HYPERMODELS,
     METRIC_DIRECTIONS,
     MultVAEHyperModel,
+    SVAEHyperModel,
     get_objective,
 )
 from keras_aerec.hypermodels.base import decode_widths  # noqa: E402
@@ -34,6 +43,7 @@ def splits(data):
         "rating": rating_holdout(data, test=0.1, validation=0.1, seed=0),
         "strong": strong_generalization(positives, num_heldout_users=20, seed=0),
         "weak": weak_generalization(positives, test=0.2, validation=0.2, seed=0),
+        "temporal": temporal(positives, num_heldout_users=20, seed=0),
     }
 
 
@@ -42,6 +52,8 @@ def _hypermodel(name, splits, **options):
     hypermodel_class, fixed = HYPERMODELS[name]
     if MODELS[name].kind == "rating":
         split = splits["rating"]
+    elif MODELS[name].kind == "sequence":
+        split = splits["temporal"]
     else:  # CDAE's user vectors need the validation users in training
         split = splits["weak" if name == "cdae" else "strong"]
     return hypermodel_class.from_split(split, **fixed, **options), split
@@ -132,6 +144,35 @@ def test_ranking_fit_writes_the_objective_and_sets_annealing(splits):
         min(0.5, updates / 200)
     )
     assert model.get_config()["anneal_cap"] == 0.5
+
+
+@pytest.mark.backend
+def test_svae_fit_reads_time_ordered_sequences_and_sets_annealing(splits):
+    split = splits["temporal"]
+    hypermodel = SVAEHyperModel.from_split(split, objective="val_recall@20", epochs=2)
+    hp = keras_tuner.HyperParameters()
+    hp.values.update({"item_embedding_dim": 64, "rnn_units": 100, "hidden_units": 100})
+    hp.values.update({"latent_dim": 32, "next_k": 2, "max_len": 50, "batch_size": 32})
+    hp.values.update({"anneal_cap": 0.5, "total_anneal_steps": 200, "learning_rate": 1e-2})
+    model = hypermodel.build(hp)
+    assert (model.next_k, model.max_len, model.rnn_units) == (2, 50, 100)
+    history = hypermodel.fit(hp, model, split.train_timestamps, split.validation)
+    assert len(history.history["val_recall@20"]) == 2
+    # The validation users were read in time order, and the best epoch's weights restored.
+    again = evaluate_ranking(model, time_ordered_part(split.validation), ks=(20,))
+    assert again["recall@20"] == pytest.approx(max(history.history["val_recall@20"]))
+    assert model.get_config()["anneal_cap"] == 0.5
+    assert model.get_config()["total_anneal_steps"] == 200
+
+
+def test_svae_fit_needs_the_training_timestamps(splits):
+    split = splits["strong"]  # random fold-in, no timestamps of the held-out users
+    hypermodel = SVAEHyperModel.from_split(split, epochs=1)
+    hp = keras_tuner.HyperParameters()
+    hp.values.update({"item_embedding_dim": 64, "rnn_units": 100, "hidden_units": 100})
+    model = hypermodel.build(hp)
+    with pytest.raises(ValueError, match="fold_in_timestamps"):
+        hypermodel.fit(hp, model, split.train_timestamps, split.validation)
 
 
 @pytest.mark.backend

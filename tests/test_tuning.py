@@ -57,7 +57,9 @@ def test_every_benchmark_model_has_a_hypermodel():
         ),
         ({"model_name": "i-autorec", "objective": "val_recall@20"}, "rating evaluation writes"),
         ({"model_name": "ease", "tuner": "hyperband"}, "closed form"),
-        ({"protocol": "article"}, "has none: use 'liang' or 'recbole'"),
+        ({"protocol": "article"}, "has none: use 'liang', 'recbole' or 'temporal'"),
+        ({"model_name": "svae", "protocol": "liang"}, "evaluates svae \\(article, temporal\\)"),
+        ({"model_name": "i-autorec", "protocol": "temporal"}, "evaluates i-autorec"),
         ({"protocol": "leave-one-out"}, "`protocol` should be one of"),
     ],
 )
@@ -220,6 +222,21 @@ def test_cli_tune_writes_the_summary(tmp_path, capsys):
     assert summary["best"]["best_epoch"] is None  # closed form: no epochs
 
 
+@pytest.mark.backend
+def test_cli_tune_svae_under_the_temporal_protocol(tmp_path, capsys):
+    directory = tmp_path / "svae"
+    command = "tune svae --dataset synthetic --protocol temporal --max-trials 1 --epochs 1"
+    args = _parse([*command.split(), "--directory", str(directory), "--quiet"])
+    tune.run(args)
+    summary = json.loads((directory / "summary.json").read_text())
+    assert summary["model"] == "svae" and summary["protocol"] == "temporal"
+    assert summary["objective"] == {"name": "val_ndcg@100", "direction": "max"}
+    assert summary["defaults"]["hyperparameters"]["rnn_units"] == 200
+    assert summary["defaults"]["hyperparameters"]["total_anneal_steps"] == 20000
+    assert 0.0 < summary["defaults"]["test"]["ndcg@100"] <= 1.0
+    assert summary["kind"] == "ranking"
+
+
 def test_cli_tune_refuses_bad_arguments_before_loading_data(tmp_path, capsys):
     args = _parse(
         [
@@ -234,6 +251,10 @@ def test_cli_tune_refuses_bad_arguments_before_loading_data(tmp_path, capsys):
         ]
     )
     with pytest.raises(ValueError, match="should be 'min'"):
+        tune.run(args)
+    # SVAE under a protocol without time order: refused before the data is loaded.
+    args = _parse(["tune", "svae", "--protocol", "liang", "--data-dir", str(tmp_path)])
+    with pytest.raises(ValueError, match="should be one that evaluates svae"):
         tune.run(args)
     with pytest.raises(SystemExit):
         _parse(["tune", "autorecc"])

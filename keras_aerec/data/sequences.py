@@ -22,6 +22,8 @@ import keras
 import numpy as np
 import scipy.sparse as sp
 
+from keras_aerec.distribute import batch_multiple
+
 _EMPTY = np.zeros(0, dtype="int64")
 
 
@@ -222,6 +224,9 @@ class SequenceBatches(keras.utils.PyDataset):
     the variable axis). `length_multiple=None` pads every batch to `max_len`: a single
     shape.
 
+    Under a JAX `data_parallel()` the short batch is trimmed to a multiple of the devices
+    (which must divide `batch_size`), as in `RowBatches`.
+
     Args:
         sequences: list of 1D int arrays of item positions, oldest first (e.g. from
             `time_ordered_sequences(split.train_timestamps)`).
@@ -319,14 +324,26 @@ class SequenceBatches(keras.utils.PyDataset):
         self._batch_lengths = lengths
         return batches
 
+    def _used_batches(self) -> list[int]:
+        """Positions in `_batches` of the batches that hold a row per data-parallel device."""
+        multiple = batch_multiple(self.batch_size)
+        return [i for i, rows in enumerate(self._batches) if rows.size >= multiple]
+
     def __len__(self):
-        return math.ceil(len(self.sequences) / self.batch_size)
+        return len(self._used_batches())
+
+    def _batch(self, index: int) -> tuple[np.ndarray, int]:
+        used = self._used_batches()
+        if not 0 <= index < len(used):
+            raise IndexError(f"Batch index {index} out of range [0, {len(used)})")
+        rows = self._batches[used[index]]
+        # Under a JAX `data_parallel()` the short batch is trimmed to a multiple of the
+        # devices (see `keras_aerec.distribute.batch_multiple`).
+        return rows[: rows.size - rows.size % batch_multiple()], self._batch_lengths[used[index]]
 
     def batch_rows(self, index: int) -> np.ndarray:
         """Indices into `sequences` of batch `index` of the current epoch."""
-        if not 0 <= index < len(self):
-            raise IndexError(f"Batch index {index} out of range [0, {len(self)})")
-        return self._batches[index]
+        return self._batch(index)[0]
 
     def _natural_length(self, rows) -> int:
         if self.length_multiple is None:
@@ -335,10 +352,8 @@ class SequenceBatches(keras.utils.PyDataset):
         return min(self.max_len, self.length_multiple * math.ceil(longest / self.length_multiple))
 
     def __getitem__(self, index):
-        rows = self.batch_rows(index)
-        padded, _ = pad_sequences(
-            [self.sequences[i] for i in rows], self.max_len, length=self._batch_lengths[index]
-        )
+        rows, length = self._batch(index)
+        padded, _ = pad_sequences([self.sequences[i] for i in rows], self.max_len, length=length)
         return padded, next_k_targets(padded, self.next_k)
 
     def on_epoch_end(self):

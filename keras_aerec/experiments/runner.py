@@ -1,9 +1,20 @@
 """Train and evaluate models under a named evaluation protocol (the article's table).
 
 `run_benchmark(interactions, protocol, models)` prepares the protocol's split once per
-kind of model (ratings for AutoRec / DeepRec, implicit feedback for the others), trains each
-model with `model.fit` on `RowBatches`, selects the epoch on the protocol's validation
-metric when the protocol has a validation part, and evaluates the test part.
+kind of model (ratings for AutoRec / DeepRec, implicit feedback for the others,
+time-ordered sequences for SVAE), trains each model with `model.fit`, selects the epoch
+on the protocol's validation metric when the split has a validation part, and evaluates
+the test part.
+
+SVAE reads each user's items in time order, so it needs timestamps and a split that keeps
+that order: under `article` and `temporal` it is evaluated on the temporal split
+(held-out users, first 80 % of their time-ordered positives folded in, the last 20 %
+predicted), which is also how the article evaluates it ("under its own temporal
+protocol"). Under `article` its row is labelled `article, temporal split`; its figures
+are not comparable with the other rows of that table, which use a random per-user
+holdout. On ML-1M copies with timestamps for part of the users only, the temporal split
+uses the timestamped users (`load_movielens(..., require_timestamps=True)`), passed as
+`timestamped`.
 """
 
 import dataclasses
@@ -13,16 +24,20 @@ import time
 import keras
 import numpy as np
 
-from keras_aerec.data.batching import RowBatches
-from keras_aerec.data.splits import rating_holdout, strong_generalization, weak_generalization
-from keras_aerec.evaluation.callbacks import RankingEvaluation, RatingEvaluation
-from keras_aerec.evaluation.ranking import evaluate_ranking
-from keras_aerec.evaluation.rating import evaluate_rating
+from keras_aerec.data.splits import (
+    rating_holdout,
+    strong_generalization,
+    temporal,
+    weak_generalization,
+)
 from keras_aerec.experiments.recipes import MODELS, Recipe
+from keras_aerec.experiments.training import evaluate_model, fit_model, metric_kind
 
 logger = logging.getLogger("keras_aerec")
 
-PROTOCOLS = ("article", "liang", "recbole")
+PROTOCOLS = ("article", "liang", "recbole", "temporal")
+ALL_KINDS = ("rating", "ranking", "sequence")
+TEMPORAL_SPLIT_LABEL = "temporal split"
 
 
 @dataclasses.dataclass
@@ -35,6 +50,7 @@ class Protocol:
         ranking_ks: cut-offs reported on the test part.
         select_on: validation metric that picks the epoch (ranking models).
         recall_normalization: `"min"` (Liang et al.) or `"relevant"` (RecBole).
+        kinds: the kinds of model (`Recipe.kind`) the protocol evaluates.
     """
 
     name: str
@@ -42,6 +58,29 @@ class Protocol:
     ranking_ks: tuple
     select_on: str
     recall_normalization: str = "min"
+    kinds: tuple = ALL_KINDS
+
+    @property
+    def needs_timestamps(self) -> bool:
+        """Whether every ranking model's split is ordered by time."""
+        return self.name == "temporal"
+
+    def split_source(self, kind: str) -> str:
+        """Which split a kind of model uses: models with the same source share it."""
+        if kind == "rating":
+            return "rating"
+        if kind == "sequence" or self.needs_timestamps:
+            return "temporal"
+        return "ranking"
+
+    def split(self, kind: str, interactions, seed):
+        """The split a kind of model trains and is evaluated on."""
+        source = self.split_source(kind)
+        if source == "rating":
+            return self.rating_split(interactions, seed)
+        if source == "temporal":
+            return temporal_split(interactions, seed)
+        return self.ranking_split(interactions, seed)
 
     def ranking_split(self, interactions, seed):
         if self.name == "article":
@@ -54,6 +93,8 @@ class Protocol:
         if self.name == "recbole":
             positives = interactions.to_implicit(2.0).k_core(10)
             return weak_generalization(positives, test=0.1, validation=0.1, seed=seed)
+        if self.name == "temporal":
+            return temporal_split(interactions, seed)
         raise ValueError(
             f"`protocol` should be one of {PROTOCOLS}. Received: protocol={self.name!r}"
         )
@@ -61,12 +102,42 @@ class Protocol:
     def rating_split(self, interactions, seed):
         return rating_holdout(interactions, test=0.1, validation=0.1, seed=seed)
 
+    def evaluate(self, model, split, kind: str) -> dict:
+        """The test metrics this protocol reports for a model of `kind` trained on `split`."""
+        return evaluate_model(
+            model, split, kind, ks=self.ranking_ks, recall_normalization=self.recall_normalization
+        )
+
+
+def temporal_split(interactions, seed):
+    """Sachdeva et al.'s split: ratings > 3, users with >= 5, held-out users in time order.
+
+    A tenth of the users (at most 600) are validation users and as many are test users;
+    each held-out user's positives are sorted by time, the first 80 % folded in and the
+    last 20 % predicted.
+    """
+    if interactions.timestamps is None:
+        raise ValueError(_no_timestamps_message(interactions))
+    positives = interactions.to_implicit(3.0).filter_min_interactions(users=5)
+    heldout = _heldout_users(positives.num_users)
+    return temporal(positives, num_heldout_users=heldout, fold_in=0.8, seed=seed)
+
+
+def _no_timestamps_message(interactions, what: str = "The temporal split") -> str:
+    name = getattr(interactions, "name", None) or "the data"
+    return (
+        f"{what} needs interactions with timestamps; {name} has none. Load "
+        "them with timestamps, e.g. load_movielens(..., require_timestamps=True)."
+    )
+
 
 _PROTOCOLS = {
     "article": Protocol(
         "article",
         "per-user random 80/20 holdout of ratings > 3, fixed epoch budgets; RMSE on a "
-        "random 90/10 ratings split (10 % of it for early stopping) for the rating models",
+        "random 90/10 ratings split (10 % of it for early stopping) for the rating models; "
+        "SVAE on the temporal split of the timestamped users (the article's own protocol "
+        "for it)",
         ranking_ks=(10, 100),
         select_on="val_ndcg@100",
     ),
@@ -76,6 +147,7 @@ _PROTOCOLS = {
         "held-out validation and test users, random 80 % fold-in / 20 % evaluated",
         ranking_ks=(20, 50, 100),
         select_on="val_ndcg@100",
+        kinds=("rating", "ranking"),
     ),
     "recbole": Protocol(
         "recbole",
@@ -84,6 +156,16 @@ _PROTOCOLS = {
         ranking_ks=(10,),
         select_on="val_ndcg@10",
         recall_normalization="relevant",
+        kinds=("rating", "ranking"),
+    ),
+    "temporal": Protocol(
+        "temporal",
+        "temporal (Sachdeva et al. 2019): ratings > 3, users with >= 5, held-out "
+        "validation and test users, first 80 % of each one's time-ordered positives "
+        "folded in, the last 20 % evaluated; selected on validation NDCG@100",
+        ranking_ks=(10, 100),
+        select_on="val_ndcg@100",
+        kinds=("ranking", "sequence"),
     ),
 }
 
@@ -99,6 +181,14 @@ def get_protocol(name: str) -> Protocol:
             f"`protocol` should be one of {', '.join(PROTOCOLS)}. Received: protocol={name!r}"
         )
     return _PROTOCOLS[name]
+
+
+def needs_timestamped_data(protocol: str, models=None) -> bool:
+    """Whether a benchmark of `models` (default: all) under `protocol` reads timestamps."""
+    spec = get_protocol(protocol)
+    names = list(models) if models else list(MODELS)
+    kinds = {MODELS[name].kind for name in names if name in MODELS}
+    return spec.needs_timestamps or ("sequence" in kinds and "sequence" in spec.kinds)
 
 
 @dataclasses.dataclass
@@ -127,144 +217,161 @@ def run_benchmark(
     epochs: int | None = None,
     quick: bool = False,
     verbose: int | str = "auto",
+    timestamped=None,
 ) -> list[ModelResult]:
     """Trains and evaluates `models` on `interactions` under `protocol`.
 
     Args:
         interactions: an `Interactions` with ratings (1-5 for MovieLens).
         protocol: one of `PROTOCOLS`.
-        models: names from `MODELS` (default: all of them).
+        models: names from `MODELS` (default: all those the protocol evaluates; SVAE
+            only when timestamps are available).
         seed: seed of the split and of the model initialisation.
         epochs: overrides every model's epoch budget.
         quick: the demo's short schedule (few epochs, small layers).
         verbose: Keras `fit` verbosity.
+        timestamped: an `Interactions` with timestamps for the temporal split (SVAE, and
+            every model under `temporal`); default: `interactions` when it has
+            timestamps. For ML-1M copies with timestamps for part of the users only:
+            `load_movielens("1m", data_dir, require_timestamps=True)`.
 
     Returns:
         One `ModelResult` per model, in the order given.
     """
     spec = get_protocol(protocol)
-    names = list(models) if models else list(MODELS)
-    unknown = [name for name in names if name not in MODELS]
-    if unknown:
+    if timestamped is None and interactions.timestamps is not None:
+        timestamped = interactions
+    if timestamped is not None and timestamped.timestamps is None:
         raise ValueError(
-            f"`models` should be among {', '.join(MODELS)}. Received unknown: {', '.join(unknown)}"
+            "`timestamped` should be interactions with timestamps. Received: "
+            f"{timestamped.name or 'interactions'} without timestamps"
         )
+    if spec.needs_timestamps and timestamped is None:
+        raise ValueError(_no_timestamps_message(interactions, "The 'temporal' protocol"))
+    names = _model_names(spec, models, has_timestamps=timestamped is not None)
     splits = {}
     results = []
     for name in names:
         recipe = MODELS[name]
-        if recipe.kind not in splits:
+        source = spec.split_source(recipe.kind)
+        if source not in splits:
             start = time.perf_counter()
-            make = spec.rating_split if recipe.kind == "rating" else spec.ranking_split
-            splits[recipe.kind] = make(interactions, seed)
+            data = timestamped if source == "temporal" else interactions
+            splits[source] = spec.split(recipe.kind, data, seed)
             logger.info(
                 "%s split in %.2f s: %s",
-                recipe.kind,
+                source,
                 time.perf_counter() - start,
-                splits[recipe.kind].summary(),
+                splits[source].summary(),
             )
         keras.utils.set_random_seed(seed)
-        runner = _run_rating if recipe.kind == "rating" else _run_ranking
-        result = runner(recipe, splits[recipe.kind], spec, epochs, quick, verbose)
+        _, result = train_and_evaluate(recipe, splits[source], spec, epochs, quick, verbose)
+        if source == "temporal" and not spec.needs_timestamps:
+            result.protocol = f"{spec.name}, {TEMPORAL_SPLIT_LABEL}"
+            result.split = (
+                f"{TEMPORAL_SPLIT_LABEL} of the {timestamped.num_users} timestamped users "
+                f"of {timestamped.name or 'the data'}: {result.split}"
+            )
         logger.info("%s: %s in %.1f s", name, _format_metrics(result.metrics), result.seconds)
         results.append(result)
     return results
+
+
+def _model_names(spec: Protocol, models, has_timestamps: bool) -> list[str]:
+    if models:
+        names = list(models)
+        unknown = [name for name in names if name not in MODELS]
+        if unknown:
+            raise ValueError(
+                f"`models` should be among {', '.join(MODELS)}. "
+                f"Received unknown: {', '.join(unknown)}"
+            )
+        unsupported = [name for name in names if MODELS[name].kind not in spec.kinds]
+        if unsupported:
+            supported = [name for name in MODELS if MODELS[name].kind in spec.kinds]
+            raise ValueError(
+                f"`models` should be among those the {spec.name!r} protocol evaluates "
+                f"({', '.join(supported)}). Received: {', '.join(unsupported)}"
+            )
+        sequence = [name for name in names if MODELS[name].kind == "sequence"]
+        if sequence and not has_timestamps:
+            raise ValueError(
+                f"{', '.join(sequence)} reads time-ordered sequences and needs interactions "
+                "with timestamps; the data has none. Load them with timestamps, e.g. "
+                "load_movielens(..., require_timestamps=True)."
+            )
+        return names
+    names = [name for name in MODELS if MODELS[name].kind in spec.kinds]
+    skipped = [name for name in names if MODELS[name].kind == "sequence" and not has_timestamps]
+    if skipped:
+        logger.warning("no timestamps in the data: skipping %s", ", ".join(skipped))
+    return [name for name in names if name not in skipped]
 
 
 def _format_metrics(metrics: dict) -> str:
     return ", ".join(f"{key}={value:.4f}" for key, value in metrics.items())
 
 
-def _epochs(recipe: Recipe, epochs, quick) -> int:
+def _epochs(recipe: Recipe, epochs, quick, has_validation) -> int:
     if epochs is not None:
         return int(epochs)
-    return recipe.quick_epochs if quick else recipe.epochs
+    return recipe.epoch_budget(quick, has_validation)
 
 
 def _history(history) -> dict:
     return {key: [float(value) for value in values] for key, values in history.history.items()}
 
 
-def _run_rating(recipe, split, spec, epochs, quick, verbose) -> ModelResult:
+def train_and_evaluate(
+    recipe: Recipe, split, spec: Protocol, epochs=None, quick=False, verbose="auto"
+):
+    """Builds the recipe's model, fits it on `split` and evaluates it under `spec`.
+
+    This is one row of `run_benchmark`; `keras-aerec train` calls it too, so that a saved
+    model is trained exactly as the benchmark trains it.
+
+    Returns:
+        `(model, result)`: the fitted model (best validation epoch restored when the
+        protocol has a validation part) and its `ModelResult`.
+    """
     hyperparameters = recipe.hyperparameters(quick)
     model = recipe.build(split, hyperparameters)
-    train_rows = model.rating_rows(split.train)
-    validation_rows = model.rating_rows(split.validation)
-    test_rows = model.rating_rows(split.test)
-    batches = RowBatches(train_rows, y="x", batch_size=recipe.batch_size, seed=0)
-    callbacks = [
-        RatingEvaluation(train_rows, validation_rows),
-        keras.callbacks.EarlyStopping(
-            "val_rmse", mode="min", patience=recipe.patience, restore_best_weights=True
-        ),
-    ]
-    start = time.perf_counter()
-    history = model.fit(
-        batches, epochs=_epochs(recipe, epochs, quick), callbacks=callbacks, verbose=verbose
-    )
-    seconds = time.perf_counter() - start
-    test = evaluate_rating(model, train_rows, test_rows, default_rating=model.default_rating)
-    curves = _history(history)
-    return ModelResult(
-        model=recipe.name,
-        kind="rating",
-        protocol=spec.name,
-        metrics={"rmse": float(test["rmse"]), "mae": float(test["mae"])},
-        epochs=_best_epoch(curves, "val_rmse", "min"),
-        seconds=seconds,
-        history=curves,
-        hyperparameters=hyperparameters,
-        split=split.summary(),
-    )
-
-
-def _run_ranking(recipe, split, spec, epochs, quick, verbose) -> ModelResult:
-    hyperparameters = recipe.hyperparameters(quick)
-    model = recipe.build(split, hyperparameters)
+    evaluated = metric_kind(recipe.kind)
+    if evaluated == "rating":
+        monitor, mode = "val_rmse", "min"
+    else:
+        monitor, mode = spec.select_on, "max"
     start = time.perf_counter()
     if recipe.closed_form:
         model.fit(split.train)
         curves = {}
-        best_epoch = 0
     else:
-        batches = RowBatches(
-            split.train, batch_size=recipe.batch_size, seed=0, user_index=recipe.user_index
-        )
-        callbacks = []
-        if split.validation is not None:
-            callbacks = [
-                RankingEvaluation(
-                    split.validation,
-                    ks=(int(spec.select_on.split("@")[1]),),
-                    recall_normalization=spec.recall_normalization,
-                ),
-                keras.callbacks.EarlyStopping(
-                    spec.select_on, mode="max", patience=recipe.patience, restore_best_weights=True
-                ),
-            ]
-        history = model.fit(
-            batches, epochs=_epochs(recipe, epochs, quick), callbacks=callbacks, verbose=verbose
+        train = split.train_timestamps if recipe.kind == "sequence" else split.train
+        history = fit_model(
+            model,
+            recipe.kind,
+            train,
+            split.validation,
+            epochs=_epochs(recipe, epochs, quick, split.validation is not None),
+            batch_size=recipe.training_batch_size(quick),
+            monitor=monitor,
+            mode=mode,
+            patience=recipe.patience,
+            ks=(int(monitor.split("@")[1]),) if "@" in monitor else (),
+            recall_normalization=spec.recall_normalization,
+            seed=0,
+            user_index=recipe.user_index,
+            verbose=verbose,
         )
         curves = _history(history)
-        best_epoch = (
-            _best_epoch(curves, spec.select_on, "max")
-            if spec.select_on in curves
-            else len(curves.get("loss", []))
-        )
     seconds = time.perf_counter() - start
-    test = evaluate_ranking(
-        model,
-        split.test,
-        ks=spec.ranking_ks,
-        recall_normalization=spec.recall_normalization,
-    )
-    metrics = {key: float(value) for key, value in test.items() if "@" in key}
-    return ModelResult(
+    metrics = spec.evaluate(model, split, recipe.kind)
+    return model, ModelResult(
         model=recipe.name,
-        kind="ranking",
+        kind=evaluated,
         protocol=spec.name,
         metrics=metrics,
-        epochs=best_epoch,
+        epochs=0 if recipe.closed_form else _best_epoch(curves, monitor, mode),
         seconds=seconds,
         history=curves,
         hyperparameters=hyperparameters,

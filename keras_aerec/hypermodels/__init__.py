@@ -22,6 +22,7 @@ from keras_aerec.hypermodels.ease import EASEHyperModel
 from keras_aerec.hypermodels.mult_dae import MultDAEHyperModel
 from keras_aerec.hypermodels.mult_vae import MultVAEHyperModel
 from keras_aerec.hypermodels.search import HYPERMODELS, TUNERS, check_search, run_search
+from keras_aerec.hypermodels.svae import SVAEHyperModel
 
 __all__ = [
     "HYPERMODELS",
@@ -35,6 +36,7 @@ __all__ = [
     "EASEHyperModel",
     "MultDAEHyperModel",
     "MultVAEHyperModel",
+    "SVAEHyperModel",
     "check_search",
     "get_objective",
     "run_search",

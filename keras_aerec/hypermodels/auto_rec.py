@@ -1,6 +1,6 @@
 """`AutoRecHyperModel`: the search space of AutoRec (I-AutoRec and U-AutoRec)."""
 
-from keras_aerec.hypermodels.base import AutoencoderHyperModel
+from keras_aerec.hypermodels.base import AutoencoderHyperModel, set_rating_space
 from keras_aerec.models.auto_rec import AutoRec
 
 
@@ -38,13 +38,7 @@ class AutoRecHyperModel(AutoencoderHyperModel):
     def __init__(
         self, num_users, num_items, variant="item", user_ids=None, item_ids=None, **options
     ):
-        if variant not in ("item", "user"):
-            raise ValueError(f"`variant` should be 'item' or 'user'. Received: variant={variant!r}")
-        self.num_users = num_users
-        self.num_items = num_items
-        self.variant = variant
-        self.user_ids = user_ids
-        self.item_ids = item_ids
+        set_rating_space(self, num_users, num_items, variant, user_ids, item_ids)
         super().__init__(**options)
 
     @property

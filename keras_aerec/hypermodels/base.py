@@ -18,10 +18,13 @@ except ImportError as error:  # pragma: no cover - exercised by a test with the 
         'pip install "keras-aerec[tuning]"'
     ) from error
 
-from keras_aerec.data.batching import RowBatches
-from keras_aerec.evaluation.callbacks import RankingEvaluation, RatingEvaluation
-from keras_aerec.evaluation.ranking import evaluate_ranking
 from keras_aerec.experiments.recipes import MODELS
+from keras_aerec.experiments.training import (
+    fit_model,
+    metric_kind,
+    ranking_metrics,
+)
+from keras_aerec.models.recommender import check_positive_int
 
 # Whether a larger value of each protocol metric is better.
 METRIC_DIRECTIONS = {
@@ -149,12 +152,6 @@ def choices_with(values, default) -> list:
     return values
 
 
-def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"`{name}` should be a positive integer. Received: {name}={value!r}")
-    return int(value)
-
-
 class AutoencoderHyperModel(keras_tuner.HyperModel):
     """Base of the keras_aerec HyperModels: a search space over one model family.
 
@@ -166,9 +163,10 @@ class AutoencoderHyperModel(keras_tuner.HyperModel):
     1e-3). Training knobs live in `fit_hyperparameters(hp)` (`batch_size`, ...), declared
     up front so that the first trial of a search can run the defaults.
 
-    `fit(hp, model, train, validation)` trains on `RowBatches` of `train` and evaluates
-    `validation` at the end of every epoch (`RankingEvaluation` / `RatingEvaluation`),
-    so the logs hold `val_ndcg@100`, `val_rmse`, ...; it stops early on the objective.
+    `fit(hp, model, train, validation)` trains on batches of `train` and evaluates
+    `validation` at the end of every epoch (`keras_aerec.experiments.training.fit_model`,
+    shared with the benchmark runner), so the logs hold `val_ndcg@100`, `val_rmse`, ...;
+    it stops early on the objective.
 
     Args:
         objective: the validation metric to select on (see `get_objective`); default
@@ -200,12 +198,14 @@ class AutoencoderHyperModel(keras_tuner.HyperModel):
     ):
         super().__init__(name=name, tunable=tunable)
         recipe = self.recipe
-        self.objective = get_objective(objective, recipe.kind)
-        self.epochs = recipe.epochs if epochs is None else _positive_int(epochs, "epochs")
-        self.patience = recipe.patience if patience is None else _positive_int(patience, "patience")
+        self.objective = get_objective(objective, metric_kind(recipe.kind))
+        self.epochs = recipe.epochs if epochs is None else check_positive_int(epochs, "epochs")
+        self.patience = (
+            recipe.patience if patience is None else check_positive_int(patience, "patience")
+        )
         cutoff = objective_cutoff(self.objective)
         self.ks = tuple(
-            sorted({*(_positive_int(k, "ks") for k in ks), *([cutoff] if cutoff else [])})
+            sorted({*(check_positive_int(k, "ks") for k in ks), *([cutoff] if cutoff else [])})
         )
         self.recall_normalization = recall_normalization
         self.seed = seed
@@ -216,7 +216,13 @@ class AutoencoderHyperModel(keras_tuner.HyperModel):
 
     @property
     def kind(self) -> str:
+        """How the model trains: `"rating"`, `"ranking"` or `"sequence"` (SVAE)."""
         return self.recipe.kind
+
+    @property
+    def metric_kind(self) -> str:
+        """What the model is evaluated on: `"rating"` or `"ranking"`."""
+        return metric_kind(self.kind)
 
     @classmethod
     def from_split(cls, split, **options):
@@ -263,20 +269,6 @@ class AutoencoderHyperModel(keras_tuner.HyperModel):
 
     # === Training ===
 
-    def evaluation_callback(self, model, train, validation):
-        """The callback writing the validation metrics into the logs."""
-        if self.kind == "rating":
-            return RatingEvaluation(
-                model.rating_rows(train),
-                model.rating_rows(validation),
-                default_rating=model.default_rating,
-            )
-        return RankingEvaluation(
-            validation,
-            ks=self.cutoffs(validation.fold_in.shape[1]),
-            recall_normalization=self.recall_normalization,
-        )
-
     def cutoffs(self, num_items: int) -> tuple[int, ...]:
         """The evaluated cut-offs that a catalogue of `num_items` allows (the objective's)."""
         cutoff = objective_cutoff(self.objective)
@@ -294,9 +286,12 @@ class AutoencoderHyperModel(keras_tuner.HyperModel):
         Args:
             hp: the trial's `HyperParameters`.
             model: the model `build(hp)` returned.
-            train: users x items CSR training matrix (ratings for rating models).
-            validation: a `HeldOutPart` (ranking) or the users x items CSR validation
-                ratings (rating models).
+            train: users x items CSR training matrix: ratings (rating models),
+                implicit feedback (ranking models) or interaction timestamps (sequence
+                models, `RankingSplit.train_timestamps`).
+            validation: a `HeldOutPart` (ranking and sequence models; for the latter
+                with `fold_in_timestamps`) or the users x items CSR validation ratings
+                (rating models).
             epochs: epoch budget (default: the HyperModel's `epochs`).
             callbacks: the tuner's callbacks; they run after the evaluation.
             verbose: Keras `fit` verbosity.
@@ -306,40 +301,52 @@ class AutoencoderHyperModel(keras_tuner.HyperModel):
             The Keras `History`, whose logs hold the objective.
         """
         knobs = self.fit_hyperparameters(hp)
-        if validation is None:
-            raise ValueError(
-                "`validation` should be the protocol's validation part (the objective is "
-                "measured on it). Received: None"
-            )
-        if self.kind == "rating":
-            batches = RowBatches(
-                model.rating_rows(train), y="x", batch_size=knobs["batch_size"], seed=self.seed
-            )
-        else:
-            batches = RowBatches(
-                train,
-                batch_size=knobs["batch_size"],
-                seed=self.seed,
-                user_index=self.recipe.user_index,
-            )
-        early_stopping = keras.callbacks.EarlyStopping(
-            self.objective.name,
+        _check_validation(validation)
+        return fit_model(
+            model,
+            self.kind,
+            train,
+            validation,
+            epochs=self.epochs if epochs is None else epochs,
+            batch_size=knobs["batch_size"],
+            monitor=self.objective.name,
             mode=self.objective.direction,
             patience=self.patience,
-            restore_best_weights=True,
-        )
-        callbacks = [
-            self.evaluation_callback(model, train, validation),
-            early_stopping,
-            *(callbacks or []),
-        ]
-        return model.fit(
-            batches,
-            epochs=self.epochs if epochs is None else epochs,
+            ks=() if self.metric_kind == "rating" else self.cutoffs(validation.fold_in.shape[1]),
+            recall_normalization=self.recall_normalization,
+            seed=self.seed,
+            user_index=self.recipe.user_index,
             callbacks=callbacks,
             verbose=verbose,
             **kwargs,
         )
+
+
+class ItemSpaceMixin:
+    """HyperModel mixin for models whose only data-dependent arguments are the items.
+
+    Args:
+        num_items: number of items.
+        item_ids: optional original item ids (one per item).
+        **options: `objective`, `epochs`, `patience`, `seed`, ... (see
+            `AutoencoderHyperModel`).
+    """
+
+    def __init__(self, num_items, item_ids=None, **options):
+        self.num_items = num_items
+        self.item_ids = item_ids
+        super().__init__(**options)
+
+
+def set_rating_space(hypermodel, num_users, num_items, variant, user_ids, item_ids) -> None:
+    """Stores the data-dependent arguments of the rating models' HyperModels (checked)."""
+    if variant not in ("item", "user"):
+        raise ValueError(f"`variant` should be 'item' or 'user'. Received: variant={variant!r}")
+    hypermodel.num_users = num_users
+    hypermodel.num_items = num_items
+    hypermodel.variant = variant
+    hypermodel.user_ids = user_ids
+    hypermodel.item_ids = item_ids
 
 
 class ClosedFormHyperModel(AutoencoderHyperModel):
@@ -357,21 +364,16 @@ class ClosedFormHyperModel(AutoencoderHyperModel):
         return {}
 
     def fit(self, hp, model, train, validation, callbacks=None, **kwargs):
-        if validation is None:
-            raise ValueError(
-                "`validation` should be the protocol's validation part (the objective is "
-                "measured on it). Received: None"
-            )
+        _check_validation(validation)
         model.fit(train)
-        results = evaluate_ranking(
+        logs = ranking_metrics(
             model,
             validation,
+            self.kind,
             ks=self.cutoffs(validation.fold_in.shape[1]),
             recall_normalization=self.recall_normalization,
+            prefix=VALIDATION_PREFIX,
         )
-        logs = {
-            VALIDATION_PREFIX + key: float(value) for key, value in results.items() if "@" in key
-        }
         callbacks = list(callbacks or [])
         for callback in callbacks:
             callback.set_model(model)
@@ -382,3 +384,11 @@ class ClosedFormHyperModel(AutoencoderHyperModel):
         for callback in callbacks:
             callback.on_train_end(logs)
         return logs
+
+
+def _check_validation(validation) -> None:
+    if validation is None:
+        raise ValueError(
+            "`validation` should be the protocol's validation part (the objective is "
+            "measured on it). Received: None"
+        )

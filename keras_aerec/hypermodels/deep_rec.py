@@ -5,6 +5,7 @@ from keras_aerec.hypermodels.base import (
     choices_with,
     decode_widths,
     encode_widths,
+    set_rating_space,
 )
 from keras_aerec.models.deep_rec import DeepRec
 
@@ -39,13 +40,7 @@ class DeepRecHyperModel(AutoencoderHyperModel):
     def __init__(
         self, num_users, num_items, variant="user", user_ids=None, item_ids=None, **options
     ):
-        if variant not in ("item", "user"):
-            raise ValueError(f"`variant` should be 'item' or 'user'. Received: variant={variant!r}")
-        self.num_users = num_users
-        self.num_items = num_items
-        self.variant = variant
-        self.user_ids = user_ids
-        self.item_ids = item_ids
+        set_rating_space(self, num_users, num_items, variant, user_ids, item_ids)
         super().__init__(**options)
 
     def build_model(self, hp):

@@ -1,10 +1,10 @@
 """`EASEHyperModel`: the search over EASE's L2 penalty (closed form, no epochs)."""
 
-from keras_aerec.hypermodels.base import ClosedFormHyperModel
+from keras_aerec.hypermodels.base import ClosedFormHyperModel, ItemSpaceMixin
 from keras_aerec.models.ease import EASE
 
 
-class EASEHyperModel(ClosedFormHyperModel):
+class EASEHyperModel(ItemSpaceMixin, ClosedFormHyperModel):
     """EASE search space: `l2` (lambda, log-uniform in [1, 1e4], default 500 as the paper).
 
     Each trial computes B in closed form on the training matrix and evaluates the
@@ -22,11 +22,6 @@ class EASEHyperModel(ClosedFormHyperModel):
 
     model_class = EASE
     recipe_name = "ease"
-
-    def __init__(self, num_items, item_ids=None, **options):
-        self.num_items = num_items
-        self.item_ids = item_ids
-        super().__init__(**options)
 
     def build_model(self, hp):
         return EASE(

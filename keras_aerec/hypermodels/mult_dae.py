@@ -1,11 +1,11 @@
 """`MultDAEHyperModel`: the search space of Mult-DAE."""
 
-from keras_aerec.hypermodels.base import AutoencoderHyperModel
-from keras_aerec.hypermodels.mult_vae import multinomial_autoencoder_hyperparameters
+from keras_aerec.hypermodels.base import AutoencoderHyperModel, ItemSpaceMixin
+from keras_aerec.hypermodels.mult_vae import MultinomialAutoencoderMixin
 from keras_aerec.models.mult_dae import MultDAE
 
 
-class MultDAEHyperModel(AutoencoderHyperModel):
+class MultDAEHyperModel(MultinomialAutoencoderMixin, ItemSpaceMixin, AutoencoderHyperModel):
     """Mult-DAE search space, selected on the validation NDCG@100 by default.
 
     Hyperparameters (defaults are the model's): `hidden_dims` (`"600"`), `latent_dim`
@@ -25,16 +25,4 @@ class MultDAEHyperModel(AutoencoderHyperModel):
 
     model_class = MultDAE
     recipe_name = "multdae"
-
-    def __init__(self, num_items, item_ids=None, **options):
-        self.num_items = num_items
-        self.item_ids = item_ids
-        super().__init__(**options)
-
-    def build_model(self, hp):
-        return MultDAE(
-            num_items=self.num_items,
-            item_ids=self.item_ids,
-            seed=self.seed,
-            **multinomial_autoencoder_hyperparameters(self, hp, l2_choices=(0.0, 2e-6, 2e-5, 2e-4)),
-        )
+    l2_choices = (0.0, 2e-6, 2e-5, 2e-4)

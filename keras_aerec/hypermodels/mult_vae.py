@@ -2,6 +2,7 @@
 
 from keras_aerec.hypermodels.base import (
     AutoencoderHyperModel,
+    ItemSpaceMixin,
     choices_with,
     decode_widths,
     encode_widths,
@@ -12,7 +13,51 @@ HIDDEN_DIMS = ("300", "600", "900")
 LATENT_DIMS = (50, 100, 200, 400)
 
 
-class MultVAEHyperModel(AutoencoderHyperModel):
+class KLAnnealingHyperModel(AutoencoderHyperModel):
+    """Base of the VAEs' HyperModels: the KL annealing schedule is a training knob.
+
+    `anneal_cap` and `total_anneal_steps` default to the model's constructor defaults;
+    they only act in training, so `fit` sets them on the model's `Sampling` layer rather
+    than rebuilding them into the graph.
+    """
+
+    anneal_steps_choices = (200, 2000, 20000)
+
+    def fit_hyperparameters(self, hp):
+        default_steps = self.default("total_anneal_steps")
+        return {
+            **super().fit_hyperparameters(hp),
+            "anneal_cap": hp.Float(
+                "anneal_cap", 0.0, 1.0, step=0.1, default=self.default("anneal_cap")
+            ),
+            "total_anneal_steps": hp.Choice(
+                "total_anneal_steps",
+                choices_with(self.anneal_steps_choices, default_steps),
+                default=default_steps,
+            ),
+        }
+
+    def fit(self, hp, model, *args, **kwargs):
+        knobs = self.fit_hyperparameters(hp)
+        set_annealing(model, knobs["anneal_cap"], knobs["total_anneal_steps"])
+        return super().fit(hp, model, *args, **kwargs)
+
+
+class MultinomialAutoencoderMixin:
+    """HyperModel mixin building Mult-VAE / Mult-DAE: widths, dropout and `l2_choices`."""
+
+    l2_choices = (0.0,)
+
+    def build_model(self, hp):
+        return self.model_class(
+            num_items=self.num_items,
+            item_ids=self.item_ids,
+            seed=self.seed,
+            **multinomial_autoencoder_hyperparameters(self, hp, l2_choices=self.l2_choices),
+        )
+
+
+class MultVAEHyperModel(MultinomialAutoencoderMixin, ItemSpaceMixin, KLAnnealingHyperModel):
     """Mult-VAE search space, selected on the validation NDCG@100 by default.
 
     Hyperparameters (defaults are the paper's I-600-200-600-I): `hidden_dims` (one
@@ -41,37 +86,7 @@ class MultVAEHyperModel(AutoencoderHyperModel):
 
     model_class = MultVAE
     recipe_name = "multvae"
-
-    def __init__(self, num_items, item_ids=None, **options):
-        self.num_items = num_items
-        self.item_ids = item_ids
-        super().__init__(**options)
-
-    def build_model(self, hp):
-        return MultVAE(
-            num_items=self.num_items,
-            item_ids=self.item_ids,
-            seed=self.seed,
-            **multinomial_autoencoder_hyperparameters(self, hp, l2_choices=(0.0, 1e-6, 1e-5, 1e-4)),
-        )
-
-    def fit_hyperparameters(self, hp):
-        return {
-            **super().fit_hyperparameters(hp),
-            "anneal_cap": hp.Float(
-                "anneal_cap", 0.0, 1.0, step=0.1, default=self.default("anneal_cap")
-            ),
-            "total_anneal_steps": hp.Choice(
-                "total_anneal_steps",
-                choices_with((200, 2000, 20000), self.default("total_anneal_steps")),
-                default=self.default("total_anneal_steps"),
-            ),
-        }
-
-    def fit(self, hp, model, *args, **kwargs):
-        knobs = self.fit_hyperparameters(hp)
-        set_annealing(model, knobs["anneal_cap"], knobs["total_anneal_steps"])
-        return super().fit(hp, model, *args, **kwargs)
+    l2_choices = (0.0, 1e-6, 1e-5, 1e-4)
 
 
 def set_annealing(model, anneal_cap: float, total_anneal_steps: int) -> None:

@@ -19,10 +19,9 @@ import warnings
 import keras
 import keras_tuner
 
-from keras_aerec.evaluation.ranking import evaluate_ranking
-from keras_aerec.evaluation.rating import evaluate_rating
 from keras_aerec.experiments.recipes import MODELS
-from keras_aerec.experiments.runner import get_protocol
+from keras_aerec.experiments.runner import PROTOCOLS, get_protocol
+from keras_aerec.experiments.training import evaluate_model, metric_kind
 from keras_aerec.hypermodels.auto_rec import AutoRecHyperModel
 from keras_aerec.hypermodels.base import get_objective
 from keras_aerec.hypermodels.cdae import CDAEHyperModel
@@ -30,6 +29,7 @@ from keras_aerec.hypermodels.deep_rec import DeepRecHyperModel
 from keras_aerec.hypermodels.ease import EASEHyperModel
 from keras_aerec.hypermodels.mult_dae import MultDAEHyperModel
 from keras_aerec.hypermodels.mult_vae import MultVAEHyperModel
+from keras_aerec.hypermodels.svae import SVAEHyperModel
 
 logger = logging.getLogger("keras_aerec")
 TrialStatus = keras_tuner.engine.trial.TrialStatus
@@ -42,6 +42,7 @@ HYPERMODELS = {
     "cdae": (CDAEHyperModel, {}),
     "multvae": (MultVAEHyperModel, {}),
     "multdae": (MultDAEHyperModel, {}),
+    "svae": (SVAEHyperModel, {}),
     "ease": (EASEHyperModel, {}),
 }
 TUNERS = ("random", "bayesian", "hyperband")
@@ -171,14 +172,15 @@ class HyperbandSearchTuner(_SearchTunerMixin, keras_tuner.Hyperband):
         keras_tuner.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
 
 
-def check_search(model_name, tuner, max_trials, objective=None, direction=None):
+def check_search(model_name, tuner, max_trials, objective=None, direction=None, protocol=None):
     """Validates a search's arguments without touching data; returns the objective.
 
     Raises:
         ImportError: the bayesian tuner without scikit-learn.
-        ValueError: unknown model or tuner, a `max_trials` that is not a positive integer,
-            an objective the model's evaluation does not write, or a direction that
-            contradicts the metric.
+        ValueError: unknown model, tuner or protocol, a protocol that does not evaluate
+            the model (SVAE under `liang`), a `max_trials` that is not a positive
+            integer, an objective the model's evaluation does not write, or a direction
+            that contradicts the metric.
     """
     if model_name not in HYPERMODELS:
         raise ValueError(
@@ -197,12 +199,18 @@ def check_search(model_name, tuner, max_trials, objective=None, direction=None):
             'pip install "keras-tuner[bayesian]"'
         )
     recipe = MODELS[model_name]
+    if protocol is not None and recipe.kind not in get_protocol(protocol).kinds:
+        supported = [name for name in PROTOCOLS if recipe.kind in get_protocol(name).kinds]
+        raise ValueError(
+            f"`protocol` should be one that evaluates {model_name} ({', '.join(supported)}). "
+            f"Received: protocol={protocol!r}"
+        )
     if recipe.closed_form and tuner == "hyperband":
         raise ValueError(
             f"`tuner` should be 'random' or 'bayesian' for {model_name}: it is fitted in "
             "closed form, without the epochs Hyperband allocates. Received: tuner='hyperband'"
         )
-    return get_objective(objective, recipe.kind, direction)
+    return get_objective(objective, metric_kind(recipe.kind), direction)
 
 
 def run_search(
@@ -227,12 +235,13 @@ def run_search(
     evaluated on the test part, from their best-epoch checkpoints.
 
     Args:
-        model_name: a name of `HYPERMODELS` (`"multvae"`, `"i-autorec"`, ...).
+        model_name: a name of `HYPERMODELS` (`"multvae"`, `"i-autorec"`, `"svae"`, ...).
         interactions: an `Interactions` with ratings (the protocol derives the split).
         protocol: a protocol of `keras_aerec.experiments.PROTOCOLS` with a validation part
-            for the model's kind (`"liang"` or `"recbole"` for ranking models; any
-            protocol for rating models, which all split the ratings 80/10/10 into
-            train / validation / test).
+            for the model's kind (`"liang"`, `"recbole"` or `"temporal"` for ranking
+            models; `"temporal"` or `"article"`, which both use the temporal split, for
+            SVAE; any protocol but `"temporal"` for rating models, which split the
+            ratings 80/10/10 into train / validation / test).
         tuner: `"random"`, `"bayesian"` or `"hyperband"`.
         max_trials: number of trials (a cap on Hyperband's). A resumed search may raise it.
         directory: folder of the search state and the summaries; one search per folder.
@@ -259,9 +268,9 @@ def run_search(
     ['best_epoch', 'hyperparameters', 'metrics', 'score', 'test', 'trial_id']
     """
     recipe = MODELS[model_name] if model_name in MODELS else None
-    if objective is None and recipe is not None and recipe.kind == "ranking":
+    if objective is None and recipe is not None and metric_kind(recipe.kind) == "ranking":
         objective = get_protocol(protocol).select_on
-    objective = check_search(model_name, tuner, max_trials, objective, direction)
+    objective = check_search(model_name, tuner, max_trials, objective, direction, protocol)
     spec = get_protocol(protocol)
     settings = {
         "model": model_name,
@@ -279,14 +288,12 @@ def run_search(
     }
 
     start = time.perf_counter()
-    split = (spec.rating_split if recipe.kind == "rating" else spec.ranking_split)(
-        interactions, seed
-    )
+    split = spec.split(recipe.kind, interactions, seed)
     if split.validation is None:
         raise ValueError(
             f"`protocol` should have a validation part for {recipe.kind} models (the "
-            f"objective is measured on it); {spec.name!r} has none: use 'liang' or "
-            f"'recbole'. Received: protocol={spec.name!r}"
+            f"objective is measured on it); {spec.name!r} has none: use 'liang', "
+            f"'recbole' or 'temporal'. Received: protocol={spec.name!r}"
         )
     logger.info("%s split in %.1f s: %s", recipe.kind, time.perf_counter() - start, split.summary())
     hypermodel_class, options = HYPERMODELS[model_name]
@@ -299,13 +306,15 @@ def run_search(
         seed=seed,
         **options,
     )
-    if recipe.kind == "ranking":
+    if hypermodel.metric_kind == "ranking":
         hypermodel.cutoffs(split.num_items)  # an objective beyond the catalogue fails here
     _claim_directory(directory, settings, overwrite)
     search = _make_tuner(
         tuner, hypermodel, objective, max_trials, directory, model_name, seed, overwrite
     )
-    search.search(split.train, split.validation, verbose=verbose)
+    # Sequence models (SVAE) read the training interactions in time order.
+    train = split.train_timestamps if recipe.kind == "sequence" else split.train
+    search.search(train, split.validation, verbose=verbose)
 
     summary = _summarize(search, hypermodel, split, spec, settings, max_trials)
     _write_summary(directory, summary)
@@ -410,19 +419,6 @@ def _trial_record(search, trial, trained: bool) -> dict:
     }
 
 
-def _test_metrics(model, split, spec, kind, ks) -> dict:
-    if kind == "rating":
-        train_rows = model.rating_rows(split.train)
-        results = evaluate_rating(
-            model, train_rows, model.rating_rows(split.test), default_rating=model.default_rating
-        )
-        return {"rmse": float(results["rmse"]), "mae": float(results["mae"])}
-    results = evaluate_ranking(
-        model, split.test, ks=ks, recall_normalization=spec.recall_normalization
-    )
-    return {key: float(value) for key, value in results.items() if "@" in key}
-
-
 def _cached_test_metrics(search, trial, split, spec, kind, ks) -> dict:
     """Test metrics of a finished trial's best checkpoint, computed once per trial.
 
@@ -438,7 +434,7 @@ def _cached_test_metrics(search, trial, split, spec, kind, ks) -> dict:
         # The checkpoint holds the optimizer state, which evaluation does not need.
         warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
         model = search.load_model(trial)
-    metrics = _test_metrics(model, split, spec, kind, ks)
+    metrics = evaluate_model(model, split, kind, ks, spec.recall_normalization)
     with open(path, "w") as handle:
         json.dump(metrics, handle)
     return metrics
@@ -460,7 +456,7 @@ def _summarize(search, hypermodel, split, spec, settings, max_trials) -> dict:
         trial for trial in search.oracle.trials.values() if trial.status == TrialStatus.COMPLETED
     ]
     defaults = _tuned_values(default_values(search.oracle.get_space()))
-    ks = hypermodel.cutoffs(split.num_items) if hypermodel.kind == "ranking" else None
+    ks = hypermodel.cutoffs(split.num_items) if hypermodel.metric_kind == "ranking" else None
     chosen = {}
     if completed:
         chosen["best"] = search.oracle.get_best_trials(1)[0]
@@ -488,7 +484,7 @@ def _summarize(search, hypermodel, split, spec, settings, max_trials) -> dict:
             }
     return {
         **settings,
-        "kind": hypermodel.kind,
+        "kind": hypermodel.metric_kind,
         "backend": keras.backend.backend(),
         "max_trials": max_trials,
         "epochs": hypermodel.epochs if trained else None,

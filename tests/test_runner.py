@@ -1,0 +1,120 @@
+"""The benchmark runner's temporal protocol and SVAE (`keras-aerec benchmark`)."""
+
+import json
+import logging
+
+import pytest
+
+from keras_aerec.cli.main import main
+from keras_aerec.data import Interactions, synthetic
+from keras_aerec.experiments import MODELS, PROTOCOLS, needs_timestamped_data, run_benchmark
+from keras_aerec.experiments.runner import TEMPORAL_SPLIT_LABEL, _model_names, get_protocol
+
+# Tiny SVAE so that a test trains it in seconds.
+TINY = ["item_embedding_dim", "rnn_units", "hidden_units", "latent_dim"]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic(num_users=200, num_items=150, density=0.1, seed=0)
+
+
+@pytest.fixture(scope="module")
+def untimed(data):
+    return Interactions.from_csr(
+        data.matrix, user_ids=data.user_ids, item_ids=data.item_ids, name="untimed"
+    )
+
+
+def test_temporal_is_a_protocol_and_svae_a_sequence_model():
+    assert "temporal" in PROTOCOLS
+    assert MODELS["svae"].kind == "sequence"
+    assert needs_timestamped_data("temporal")
+    assert needs_timestamped_data("article")
+    assert not needs_timestamped_data("article", ["multvae", "ease"])
+    assert not needs_timestamped_data("liang")
+
+
+def test_temporal_protocol_without_timestamps_is_a_one_line_error(untimed):
+    with pytest.raises(ValueError, match="'temporal' protocol needs interactions with") as error:
+        run_benchmark(untimed, protocol="temporal", models=["ease"])
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "protocol, models, message",
+    [
+        ("liang", ["svae"], "`models` should be among those the 'liang' protocol evaluates"),
+        ("temporal", ["i-autorec"], "the 'temporal' protocol evaluates"),
+    ],
+)
+def test_models_a_protocol_does_not_evaluate_are_refused(data, protocol, models, message):
+    with pytest.raises(ValueError, match=message):
+        run_benchmark(data, protocol=protocol, models=models)
+
+
+def test_svae_without_timestamps(untimed, caplog):
+    with pytest.raises(ValueError, match="svae reads time-ordered sequences"):
+        run_benchmark(untimed, protocol="article", models=["svae"])
+    with caplog.at_level(logging.WARNING, logger="keras_aerec"):
+        names = _model_names(get_protocol("article"), None, has_timestamps=False)
+    assert names == [name for name in MODELS if name != "svae"]
+    assert "skipping svae" in caplog.text
+    liang = _model_names(get_protocol("liang"), None, has_timestamps=True)
+    assert "svae" not in liang
+
+
+@pytest.mark.backend
+def test_temporal_protocol_trains_svae_and_multvae_on_the_same_split(data):
+    results = run_benchmark(
+        data, protocol="temporal", models=["multvae", "svae"], epochs=2, quick=True, verbose=0
+    )
+    assert [result.model for result in results] == ["multvae", "svae"]
+    assert {result.protocol for result in results} == {"temporal"}
+    assert results[0].split == results[1].split
+    for result in results:
+        assert result.kind == "ranking"
+        assert set(result.metrics) >= {"ndcg@10", "ndcg@100", "recall@100", "precision@100"}
+        assert 0.0 < result.metrics["ndcg@100"] <= 1.0
+        assert 1 <= result.epochs <= 2
+        assert len(result.history["val_ndcg@100"]) >= 1
+
+
+@pytest.mark.backend
+def test_article_protocol_labels_svae_row_and_uses_timestamped_data(data, untimed):
+    results = run_benchmark(
+        untimed,
+        protocol="article",
+        models=["svae"],
+        epochs=1,
+        quick=True,
+        verbose=0,
+        timestamped=data,
+    )
+    (result,) = results
+    assert result.protocol == f"article, {TEMPORAL_SPLIT_LABEL}"
+    assert result.split.startswith(f"{TEMPORAL_SPLIT_LABEL} of the 200 timestamped users")
+    assert 0.0 < result.metrics["ndcg@100"] <= 1.0
+
+
+@pytest.mark.backend
+def test_cli_benchmark_temporal_protocol(tmp_path, capsys):
+    output = tmp_path / "report"
+    command = "benchmark --dataset synthetic --protocol temporal --models svae ease --epochs 1"
+    code = main([*command.split(), "--output-dir", str(output), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    results = json.loads((output / "results.json").read_text())["results"]
+    assert [(r["model"], r["protocol"]) for r in results] == [
+        ("svae", "temporal"),
+        ("ease", "temporal"),
+    ]
+    assert "| svae | temporal |" in (output / "report.md").read_text()
+
+
+def test_cli_benchmark_temporal_refuses_a_rating_model(capsys):
+    code = main(["benchmark", "--dataset", "synthetic", "--protocol", "temporal",
+                 "--models", "u-autorec", "--quiet"])  # fmt: skip
+    assert code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0
+    assert "'temporal' protocol evaluates" in error

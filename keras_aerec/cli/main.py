@@ -92,20 +92,32 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--output-dir", default="reports")
     _add_common(bench)
 
-    from keras_aerec.cli import export, tune
+    from keras_aerec.cli import evaluate, export, recommend, train, tune
 
+    train.add_parser(commands)
+    evaluate.add_parser(commands)
+    recommend.add_parser(commands)
     export.add_parser(commands)
     tune.add_parser(commands)
     return parser
 
 
-def _load(args):
+def _load(args, require_timestamps: bool | None = None):
+    """The dataset of `args`; with timestamps under the temporal protocol.
+
+    On ML-1M copies with timestamps for part of the users (`load_movielens`),
+    `require_timestamps=True` loads only the timestamped users.
+    """
     from keras_aerec.data.movielens import load_movielens
     from keras_aerec.data.synthetic import synthetic
 
+    if require_timestamps is None:
+        require_timestamps = getattr(args, "protocol", None) == "temporal"
     if args.dataset == "synthetic":
         return synthetic(seed=args.seed)
-    return load_movielens(args.dataset, data_dir=args.data_dir)
+    return load_movielens(
+        args.dataset, data_dir=args.data_dir, require_timestamps=require_timestamps
+    )
 
 
 def _verbosity(args):
@@ -142,11 +154,18 @@ def _run_demo(args) -> None:
 
 
 def _run_benchmark(args) -> None:
-    from keras_aerec.experiments import run_benchmark
+    from keras_aerec.experiments import needs_timestamped_data, run_benchmark
     from keras_aerec.experiments.report import ARTICLE, write_report
 
     output_dir = _writable_directory(args.output_dir)
     interactions = _load(args)
+    timestamped = None
+    if interactions.timestamps is None and needs_timestamped_data(args.protocol, args.models):
+        # SVAE under the article protocol: the temporal split of the timestamped users.
+        try:
+            timestamped = _load(args, require_timestamps=True)
+        except ValueError as error:  # run_benchmark skips SVAE or names what is missing
+            logger.warning("no timestamped copy of %s: %s", args.dataset, error)
     results = run_benchmark(
         interactions,
         protocol=args.protocol,
@@ -154,6 +173,7 @@ def _run_benchmark(args) -> None:
         seed=args.seed,
         epochs=args.epochs,
         verbose=_verbosity(args),
+        timestamped=timestamped,
     )
     title = f"keras-aerec benchmark: {interactions.name or args.dataset}, {args.protocol} protocol"
     published = ARTICLE if (args.dataset, args.protocol) == ("1m", "article") else None
@@ -161,23 +181,21 @@ def _run_benchmark(args) -> None:
     _print_report(results, paths)
 
 
-def _run_export(args) -> None:
-    from keras_aerec.cli import export
+def _run_module(args) -> None:
+    """Commands that live in their own module, `keras_aerec.cli.<command>`, run by `run(args)`."""
+    import importlib
 
-    export.run(args)
-
-
-def _run_tune(args) -> None:
-    from keras_aerec.cli import tune
-
-    tune.run(args)
+    importlib.import_module(f"keras_aerec.cli.{args.command}").run(args)
 
 
 _COMMANDS = {
     "demo": _run_demo,
     "benchmark": _run_benchmark,
-    "export": _run_export,
-    "tune": _run_tune,
+    "train": _run_module,
+    "evaluate": _run_module,
+    "recommend": _run_module,
+    "export": _run_module,
+    "tune": _run_module,
 }
 
 

@@ -91,7 +91,9 @@ def run(args) -> None:
         )
 
         # Bad arguments fail here, before the data is loaded or any trial runs.
-        check_search(args.model, args.tuner, args.max_trials, args.objective, args.direction)
+        check_search(
+            args.model, args.tuner, args.max_trials, args.objective, args.direction, args.protocol
+        )
     except ImportError as error:
         raise CommandError(str(error)) from None
     directory = _writable_directory(args.directory or os.path.join("tuning_runs", args.model))

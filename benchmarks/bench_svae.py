@@ -30,7 +30,6 @@ import time
 import keras
 import numpy as np
 
-from keras_aerec.data.batching import RowBatches
 from keras_aerec.data.movielens import load_movielens
 from keras_aerec.data.sequences import (
     SequenceBatches,
@@ -38,10 +37,9 @@ from keras_aerec.data.sequences import (
     time_ordered_sequences,
 )
 from keras_aerec.data.splits import temporal
-from keras_aerec.evaluation.callbacks import RankingEvaluation
 from keras_aerec.evaluation.ranking import evaluate_ranking
-from keras_aerec.models.mult_vae import MultVAE
-from keras_aerec.models.svae import SVAE
+from keras_aerec.experiments.recipes import MODELS
+from keras_aerec.experiments.training import fit_model, training_batches
 
 THRESHOLDS = {"1m": 3.0, "100k": 3.0, "latest-small": 3.5}
 KS = (10, 100)
@@ -102,67 +100,93 @@ def evaluate(model, part):
     return results
 
 
-def early_stopping(part, patience, label):
-    progress = keras.callbacks.LambdaCallback(
+def progress(label):
+    """Prints each epoch's loss and validation NDCG@100 (after the evaluation callback)."""
+    return keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: print(
             f"  {label} epoch {epoch + 1}: loss {logs['loss']:.4f}, "
             f"val NDCG@100 {logs['val_ndcg@100']:.4f}",
             flush=True,
         )
     )
-    return [
-        RankingEvaluation(part, ks=(100,)),
-        progress,
-        keras.callbacks.EarlyStopping(
-            "val_ndcg@100", mode="max", patience=patience, restore_best_weights=True
-        ),
-    ]
+
+
+def fit_selected(
+    model, kind, train, split, epochs, batch_size, patience, seed, label, timer, **options
+):
+    """Trains on `train`, early-stopped on the validation users' NDCG@100 (best restored)."""
+    return fit_model(
+        model,
+        kind,
+        train,
+        split.validation,
+        epochs=epochs,
+        batch_size=batch_size,
+        monitor="val_ndcg@100",
+        patience=patience,
+        ks=(100,),
+        seed=seed,
+        callbacks=[timer, progress(label)],
+        verbose=0,
+        **options,
+    )
 
 
 def svae_model(split, args, seed):
     keras.utils.set_random_seed(seed)
-    model = SVAE(
-        split.num_items,
-        item_embedding_dim=args.item_embedding_dim,
-        rnn_units=args.rnn_units,
-        hidden_units=args.hidden_units,
-        latent_dim=args.latent_dim,
-        next_k=args.next_k,
-        max_len=args.max_len,
-        total_anneal_steps=args.total_anneal_steps,
-        item_ids=split.item_ids,
-        seed=seed,
-    )
-    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
-    return model
+    hyperparameters = {
+        "item_embedding_dim": args.item_embedding_dim,
+        "rnn_units": args.rnn_units,
+        "hidden_units": args.hidden_units,
+        "latent_dim": args.latent_dim,
+        "next_k": args.next_k,
+        "max_len": args.max_len,
+        "total_anneal_steps": args.total_anneal_steps,
+        "learning_rate": args.learning_rate,
+        "seed": seed,
+    }
+    return MODELS["svae"].build(split, hyperparameters)
 
 
 def train_svae(split, args, seed):
     model = svae_model(split, args, seed)
-    sequences = time_ordered_sequences(split.train_timestamps)
-    batches = model.batches(
-        sequences,
-        batch_size=args.batch_size,
-        seed=seed,
-        length_multiple=args.length_multiple,
-        bucket_size=args.bucket_size,
-    )
+    sequence_options = {"length_multiple": args.length_multiple, "bucket_size": args.bucket_size}
     timer = EpochTimer()
-    callbacks = [timer, *early_stopping(time_ordered_part(split.validation), args.patience, "SVAE")]
-    history = model.fit(batches, epochs=args.epochs, callbacks=callbacks, verbose=0)
+    history = fit_selected(
+        model,
+        "sequence",
+        split.train_timestamps,
+        split,
+        args.epochs,
+        args.batch_size,
+        args.patience,
+        seed,
+        "SVAE",
+        timer,
+        sequence_options=sequence_options,
+    )
     validation = history.history["val_ndcg@100"]
     steady = timer.seconds[1:] or timer.seconds
     epoch_seconds = statistics.median(steady)
-    positions = int(sum(min(len(s), args.max_len) for s in sequences))
+    # The first epoch's batches, as `fit_model` built them (same seed).
+    batches = training_batches(
+        model,
+        split.train_timestamps,
+        "sequence",
+        args.batch_size,
+        seed=seed,
+        **sequence_options,
+    )
+    positions = int(sum(min(len(s), args.max_len) for s in batches.sequences))
     info = {
         "validation": validation,
         "epochs": len(validation),
         "best_epoch": int(np.argmax(validation)) + 1,
         "epoch_seconds": epoch_seconds,
         "first_epoch_seconds": timer.seconds[0],
-        "sequences_per_second": len(sequences) / epoch_seconds,
+        "sequences_per_second": len(batches.sequences) / epoch_seconds,
         "positions_per_second": positions / epoch_seconds,
-        "num_sequences": len(sequences),
+        "num_sequences": len(batches.sequences),
         "num_positions": positions,
         "num_batches": len(batches),
         "padded_cells": int(sum(batches[i][0].size for i in range(len(batches)))),
@@ -200,17 +224,74 @@ def time_batch_size_one(split, args, seed):
     }
 
 
+def time_batch_sizes(split, args, seed, batch_sizes, repeats=3):
+    """Training positions per second of SVAE at each batch size, measured in one process.
+
+    Users drawn at random (batch 1: `args.batch_one_steps` users, each at its own length,
+    no padding; batch b > 1: about `8 * args.batch_one_steps` users, length-bucketed and
+    rounded as in training) train for one warm-up epoch (tracing), then `repeats`
+    timed epochs; the median epoch gives seconds per real (unpadded) position, so batch
+    sizes that cover different users compare fairly. Rounds interleave the batch sizes so
+    that load changes on a shared machine hit them alike.
+    """
+    sequences = time_ordered_sequences(split.train_timestamps)
+    rng = np.random.default_rng(seed)
+    setups = {}
+    for size in batch_sizes:
+        steps = (
+            max(2, args.batch_one_steps // max(1, size // 8)) if size > 1 else args.batch_one_steps
+        )
+        count = min(len(sequences), size * steps)
+        chosen = rng.choice(len(sequences), size=count, replace=False)
+        batches = SequenceBatches(
+            [sequences[i] for i in chosen],
+            batch_size=size,
+            max_len=args.max_len,
+            next_k=args.next_k,
+            seed=seed,
+            length_multiple=1 if size == 1 else args.length_multiple,
+            bucket_size=None if size == 1 else args.bucket_size,
+        )
+        model = svae_model(split, args, seed)
+        model.fit(batches, epochs=1, verbose=0)  # warm-up: tracing of the shapes
+        positions = sum(min(len(sequences[i]), args.max_len) for i in chosen)
+        setups[size] = (model, batches, positions, [])
+    for _ in range(repeats):
+        for model, batches, _, seconds in setups.values():
+            timer = EpochTimer()
+            model.fit(batches, epochs=1, callbacks=[timer], verbose=0)
+            seconds.append(timer.seconds[0])
+    all_positions = sum(min(len(s), args.max_len) for s in sequences)
+    results = {}
+    for size, (_, batches, positions, seconds) in setups.items():
+        per_position = statistics.median(seconds) / positions
+        results[size] = {
+            "users": len(batches.sequences),
+            "positions_per_second": 1.0 / per_position,
+            "epoch_seconds": per_position * all_positions,
+        }
+    base = results.get(1)
+    for result in results.values():
+        if base:
+            result["speedup"] = result["positions_per_second"] / base["positions_per_second"]
+    return results
+
+
 def train_multvae(split, args, seed):
     keras.utils.set_random_seed(seed)
-    model = MultVAE(split.num_items, item_ids=split.item_ids, seed=seed)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model = MODELS["multvae"].build(split, {"learning_rate": 1e-3, "seed": seed})
     timer = EpochTimer()
-    callbacks = [timer, *early_stopping(split.validation, args.multvae_patience, "Mult-VAE")]
-    history = model.fit(
-        RowBatches(split.train, batch_size=args.multvae_batch_size, seed=seed),
-        epochs=args.multvae_epochs,
-        callbacks=callbacks,
-        verbose=0,
+    history = fit_selected(
+        model,
+        "ranking",
+        split.train,
+        split,
+        args.multvae_epochs,
+        args.multvae_batch_size,
+        args.multvae_patience,
+        seed,
+        "Mult-VAE",
+        timer,
     )
     validation = history.history["val_ndcg@100"]
     return model, {
@@ -392,6 +473,13 @@ def parse_args(argv=None):
     parser.add_argument("--batch-one-steps", type=int, default=100)
     parser.add_argument("--output", default=None, help="write the Markdown report here")
     parser.add_argument("--time-backends", action="store_true")
+    parser.add_argument(
+        "--speed-batch-sizes",
+        type=int,
+        nargs="+",
+        default=None,
+        help="only time training at these batch sizes (seed 0's split) and exit",
+    )
     return parser.parse_args(argv)
 
 
@@ -406,6 +494,21 @@ def main(argv=None):
     start = time.perf_counter()
     data = load_data(args.dataset, args.data_dir)
     print(data)
+    if args.speed_batch_sizes:
+        split = temporal(
+            data, num_heldout_users=args.heldout, num_validation_users=args.heldout, seed=0
+        )
+        results = time_batch_sizes(split, args, 0, args.speed_batch_sizes)
+        print(
+            f"{command}\n\n| batch size | users timed | positions/s | epoch s (extrapolated) "
+            "| speed-up vs batch 1 |\n|---|---|---|---|---|"
+        )
+        for size, result in results.items():
+            print(
+                f"| {size} | {result['users']} | {result['positions_per_second']:.0f} "
+                f"| {result['epoch_seconds']:.1f} | {result.get('speedup', float('nan')):.1f}x |"
+            )
+        return
     runs = []
     for seed in args.seeds:
         split = temporal(

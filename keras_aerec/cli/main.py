@@ -44,6 +44,26 @@ def _writable_directory(path: str) -> str:
     return path
 
 
+def positive_int(value: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"should be a positive integer, got {value!r}")
+    return number
+
+
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    """The positional MODEL argument, one of the benchmark recipes' names."""
+    from keras_aerec.experiments import MODELS
+
+    parser.add_argument(
+        "model", choices=sorted(MODELS), metavar="MODEL", help=", ".join(sorted(MODELS))
+    )
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="only warnings and errors")
 

@@ -18,8 +18,7 @@ import scipy.sparse as sp
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Registers the `recommend` subcommand on the `keras-aerec` subparsers."""
     from keras_aerec.cli.evaluate import add_data_overrides
-    from keras_aerec.cli.main import _add_common
-    from keras_aerec.cli.train import _positive_int
+    from keras_aerec.cli.main import _add_common, positive_int
 
     parser = subparsers.add_parser(
         "recommend",
@@ -27,7 +26,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("model", help="the .keras file written by `keras-aerec train`")
     parser.add_argument("--user-id", required=True, help="original user id (as in the data)")
-    parser.add_argument("--k", type=_positive_int, default=10, help="items (default: 10)")
+    parser.add_argument("--k", type=positive_int, default=10, help="items (default: 10)")
     add_data_overrides(parser)
     _add_common(parser)
     return parser

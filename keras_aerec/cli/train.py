@@ -20,16 +20,6 @@ import time
 DISTRIBUTE_STRATEGIES = ("auto", "mirrored", "multi-worker")
 
 
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"should be a positive integer, got {value!r}")
-    return number
-
-
 def _hyperparameter(value: str) -> tuple:
     name, separator, text = value.partition("=")
     if not separator or not name.isidentifier():
@@ -45,8 +35,13 @@ def _hyperparameter(value: str) -> tuple:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Registers the `train` subcommand on the `keras-aerec` subparsers."""
-    from keras_aerec.cli.main import _add_common, _add_data_arguments
-    from keras_aerec.experiments import MODELS, PROTOCOLS
+    from keras_aerec.cli.main import (
+        _add_common,
+        _add_data_arguments,
+        add_model_argument,
+        positive_int,
+    )
+    from keras_aerec.experiments import PROTOCOLS
 
     parser = subparsers.add_parser(
         "train",
@@ -56,21 +51,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "has one), saves it atomically to --output with a sidecar NAME.json, and prints the "
         "test metrics.",
     )
-    parser.add_argument(
-        "model", choices=sorted(MODELS), metavar="MODEL", help=", ".join(sorted(MODELS))
-    )
+    add_model_argument(parser)
     _add_data_arguments(parser, default="synthetic")
     parser.add_argument(
         "--protocol", choices=PROTOCOLS, default="article", help="(default: article)"
     )
     parser.add_argument(
         "--epochs",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="epoch budget (default: the recipe's; early stopping may end sooner)",
     )
     parser.add_argument(
-        "--batch-size", type=_positive_int, default=None, help="default: the recipe's"
+        "--batch-size", type=positive_int, default=None, help="default: the recipe's"
     )
     parser.add_argument("--seed", type=int, default=0, help="split and initialisation seed")
     parser.add_argument(

@@ -15,20 +15,15 @@ import os
 TUNER_NAMES = ("random", "bayesian", "hyperband")
 
 
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"should be a positive integer, got {value!r}")
-    return number
-
-
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Registers the `tune` subcommand on the `keras-aerec` subparsers."""
-    from keras_aerec.cli.main import _add_common, _add_data_arguments
-    from keras_aerec.experiments import MODELS, PROTOCOLS
+    from keras_aerec.cli.main import (
+        _add_common,
+        _add_data_arguments,
+        add_model_argument,
+        positive_int,
+    )
+    from keras_aerec.experiments import PROTOCOLS
 
     parser = subparsers.add_parser(
         "tune",
@@ -37,9 +32,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "compares the best configuration with the paper's defaults on the test part, and "
         "writes summary.json and summary.md into --directory. Rerun to resume.",
     )
-    parser.add_argument(
-        "model", choices=sorted(MODELS), metavar="MODEL", help=", ".join(sorted(MODELS))
-    )
+    add_model_argument(parser)
     _add_data_arguments(parser, default="1m")
     parser.add_argument(
         "--protocol",
@@ -48,10 +41,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="evaluation protocol with a validation part (default: liang)",
     )
     parser.add_argument("--tuner", choices=TUNER_NAMES, default="random")
-    parser.add_argument("--max-trials", type=_positive_int, default=10)
+    parser.add_argument("--max-trials", type=positive_int, default=10)
     parser.add_argument(
         "--epochs",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="epoch budget of a trial (early stopping)",
     )

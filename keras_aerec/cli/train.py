@@ -145,7 +145,7 @@ def run(args) -> None:
             "protocol": args.protocol,
             "seed": args.seed,
             "quick": args.quick,
-            "hyperparameters": _jsonable(result.hyperparameters),
+            "hyperparameters": result.hyperparameters,
             "batch_size": recipe.training_batch_size(args.quick),
             "epochs": len(result.history.get("loss", [])),
             "best_epoch": result.epochs,
@@ -210,14 +210,3 @@ def _checked(factory, overrides=()):
         return model
 
     return build
-
-
-def _jsonable(value):
-    """Hyperparameters as JSON values: tuples become lists, NumPy scalars Python numbers."""
-    if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
-    if hasattr(value, "item") and callable(value.item):
-        return value.item()
-    return value

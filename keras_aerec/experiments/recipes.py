@@ -96,6 +96,20 @@ def _autorec(variant):
     return factory
 
 
+def _autorec_recipe(name, variant):
+    return Recipe(
+        name,
+        "rating",
+        _autorec(variant),
+        defaults={"hidden_units": 500, "l2": 300.0, "learning_rate": 1e-3},
+        quick={"hidden_units": 100, "l2": 1.0, "learning_rate": 1e-2},
+        epochs=40,
+        quick_epochs=20,
+        batch_size=128,
+        patience=5,
+    )
+
+
 def _deeprec(split, learning_rate=1e-3, variant="user", **hyperparameters):
     from keras_aerec.models.deep_rec import DeepRec
 
@@ -161,28 +175,8 @@ MODELS = {
         # 1e-3 in batches of 128 (benchmarks/results/rating_models.md). The converged
         # figures come from benchmarks/bench_rating_models.py (I-AutoRec: ~75 epochs);
         # this budget stops earlier to keep the whole benchmark within minutes.
-        Recipe(
-            "i-autorec",
-            "rating",
-            _autorec("item"),
-            defaults={"hidden_units": 500, "l2": 300.0, "learning_rate": 1e-3},
-            quick={"hidden_units": 100, "l2": 1.0, "learning_rate": 1e-2},
-            epochs=40,
-            quick_epochs=20,
-            batch_size=128,
-            patience=5,
-        ),
-        Recipe(
-            "u-autorec",
-            "rating",
-            _autorec("user"),
-            defaults={"hidden_units": 500, "l2": 300.0, "learning_rate": 1e-3},
-            quick={"hidden_units": 100, "l2": 1.0, "learning_rate": 1e-2},
-            epochs=40,
-            quick_epochs=20,
-            batch_size=128,
-            patience=5,
-        ),
+        _autorec_recipe("i-autorec", "item"),
+        _autorec_recipe("u-autorec", "user"),
         Recipe(
             "deeprec",
             "rating",

@@ -27,6 +27,7 @@ What makes a distributed run train like the single-device one (see
 """
 
 import contextlib
+import json
 import logging
 import os
 
@@ -52,9 +53,32 @@ _TENSORFLOW_STRATEGIES = {}
 _TENSORFLOW_REPLICATED = False
 
 
+def _check_tf_config() -> None:
+    """A set `TF_CONFIG` that is not a JSON object fails here, naming the variable.
+
+    TensorFlow would otherwise fail deep in its cluster resolver with a bare
+    `JSONDecodeError` that does not say which input was wrong.
+    """
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        return
+    try:
+        config = json.loads(text)
+    except ValueError as error:
+        config = error
+    if not isinstance(config, dict):
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        raise ValueError(
+            "`TF_CONFIG` should be a JSON object such as "
+            '{"cluster": {"worker": ["host1:port", ...]}, "task": {"type": "worker", '
+            f'"index": 0}}. Received: TF_CONFIG={shown!r}'
+        )
+
+
 def _tensorflow_strategy(strategy):
     import tensorflow as tf
 
+    _check_tf_config()
     multi_worker = strategy == "multi-worker" or (
         strategy == "auto" and bool(os.environ.get("TF_CONFIG"))
     )

@@ -2,39 +2,28 @@
 
     keras-aerec evaluate runs/multvae.keras
 
-The sidecar (`runs/multvae.json`) names the dataset, protocol and seed, so the same split
-is rebuilt and the numbers are those `train` printed.
+The run record inside the model file names the data, protocol and seed, so the same split
+is rebuilt (and checked against the record's fingerprints): the numbers are those `train`
+printed.
 """
 
 import argparse
 
 
-def add_data_overrides(parser: argparse.ArgumentParser) -> None:
-    """`--dataset` / `--data-dir` that replace the sidecar's when given."""
-    from keras_aerec.cli.main import DATASETS, _dataset_name
-
-    parser.add_argument(
-        "--dataset",
-        type=_dataset_name,
-        default=None,
-        help=f"one of {', '.join(DATASETS)} (default: the one the model was trained on)",
-    )
-    parser.add_argument(
-        "--data-dir", default=None, help="local MovieLens folder (default: the training one)"
-    )
-
-
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Registers the `evaluate` subcommand on the `keras-aerec` subparsers."""
-    from keras_aerec.cli.main import _add_common
+    from keras_aerec.cli.common import add_common, add_data_arguments
 
     parser = subparsers.add_parser(
         "evaluate",
         help="test metrics of a model written by `train` (same data, protocol and split)",
+        description="Reloads a model written by `keras-aerec train`, rebuilds its split from "
+        "the data its run record names (or the data options given here), refuses data or a "
+        "split that is not the model's own, and prints the protocol's test metrics.",
     )
     parser.add_argument("model", help="the .keras file written by `keras-aerec train`")
-    add_data_overrides(parser)
-    _add_common(parser)
+    add_data_arguments(parser, overrides=True)
+    add_common(parser)
     return parser
 
 

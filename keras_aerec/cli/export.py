@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from keras_aerec.export.saved_model import DEFAULT_DIRECTORY
+# `keras_aerec.export.saved_model.DEFAULT_DIRECTORY`; importing that module here would load
+# a backend for every `keras-aerec --help` (tests/test_cli.py checks the two agree).
+DEFAULT_DIRECTORY = "saved_models"
 
 _RATINGS_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
 

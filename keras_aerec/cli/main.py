@@ -1,150 +1,82 @@
-"""The `keras-aerec` command line: the only place in the package that prints."""
+"""The `keras-aerec` command line: the only place in the package that prints.
+
+Building the parser imports no backend (`--help` answers at once); each command imports
+what it needs when it runs. Errors are reported by what they mean, as one line
+`keras-aerec COMMAND: error: ...` and exit code 2; `--debug` shows the traceback.
+"""
 
 import argparse
-import logging
-import os
+import errno
 import sys
 import time
 
-logger = logging.getLogger("keras_aerec")
+from keras_aerec.cli import common
+from keras_aerec.cli.common import CommandError
 
-DATASETS = ("synthetic", "100k", "1m", "10m", "20m", "latest-small")
-
-
-class CommandError(Exception):
-    """An error the CLI reports as one line and a non-zero exit code."""
-
-
-def _configure_logging(quiet: bool) -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
-    logger.propagate = False
+# Commands that live in their own module, `keras_aerec.cli.<command>`, with
+# `add_parser(subparsers)` and `run(args)`.
+_MODULE_COMMANDS = ("train", "evaluate", "recommend", "export", "tune")
 
 
-def _dataset_name(value: str) -> str:
-    name = value.lower().removeprefix("ml-")
-    if name not in DATASETS:
-        raise argparse.ArgumentTypeError(
-            f"unknown dataset {value!r}; valid: {', '.join(DATASETS)} (ml- prefix optional)"
-        )
-    return name
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
-
-def _writable_directory(path: str) -> str:
     try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as error:
-        raise CommandError(f"cannot create output directory {path!r}: {error.strerror}") from None
-    if not os.access(path, os.W_OK):
-        raise CommandError(f"output directory {path!r} is not writable")
-    return path
-
-
-def positive_int(value: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"should be a positive integer, got {value!r}")
-    return number
-
-
-def add_model_argument(parser: argparse.ArgumentParser) -> None:
-    """The positional MODEL argument, one of the benchmark recipes' names."""
-    from keras_aerec.experiments import MODELS
-
-    parser.add_argument(
-        "model", choices=sorted(MODELS), metavar="MODEL", help=", ".join(sorted(MODELS))
-    )
-
-
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quiet", action="store_true", help="only warnings and errors")
-
-
-def _add_data_arguments(parser: argparse.ArgumentParser, default: str = "synthetic") -> None:
-    parser.add_argument(
-        "--dataset",
-        type=_dataset_name,
-        default=default,
-        help=f"one of {', '.join(DATASETS)} (default: {default})",
-    )
-    parser.add_argument(
-        "--data-dir",
-        default=None,
-        help="local MovieLens folder (the one holding ml-1m/, or ml-1m/ itself); "
-        "downloaded from GroupLens when omitted",
-    )
+        return version("keras-aerec")
+    except PackageNotFoundError:  # pragma: no cover - a checkout that is not installed
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from keras_aerec.experiments import MODELS, PROTOCOLS
+    import importlib
 
     parser = argparse.ArgumentParser(
         prog="keras-aerec", description="Autoencoder recommenders on Keras 3."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser("demo", help="short end-to-end run on embedded synthetic data")
-    demo.add_argument("--output-dir", default="demo_report")
-    _add_common(demo)
+    _add_report_arguments(demo, "demo")
+    common.add_common(demo)
 
     bench = commands.add_parser(
         "benchmark", help="train and evaluate models under a protocol; write the report"
     )
-    _add_data_arguments(bench, default="1m")
-    bench.add_argument("--protocol", choices=PROTOCOLS, default="article")
+    common.add_data_arguments(bench)
+    common.add_protocol_argument(bench)
     bench.add_argument(
         "--models",
         nargs="+",
-        choices=sorted(MODELS),
+        choices=common.MODEL_NAMES,
         metavar="MODEL",
-        help=f"subset of {', '.join(sorted(MODELS))} (default: all the protocol supports)",
+        help=f"subset of {', '.join(common.MODEL_NAMES)} (default: all the protocol supports)",
     )
-    bench.add_argument("--seed", type=int, default=0)
-    bench.add_argument("--epochs", type=int, default=None, help="override every model's epochs")
-    bench.add_argument("--output-dir", default="reports")
-    _add_common(bench)
+    common.add_seed_argument(bench)
+    bench.add_argument(
+        "--epochs",
+        type=common.positive_int,
+        default=None,
+        help="override every model's epoch budget (default: each recipe's)",
+    )
+    _add_report_arguments(bench, "DATASET-PROTOCOL")
+    common.add_common(bench)
 
-    from keras_aerec.cli import evaluate, export, recommend, train, tune
-
-    train.add_parser(commands)
-    evaluate.add_parser(commands)
-    recommend.add_parser(commands)
-    export.add_parser(commands)
-    tune.add_parser(commands)
+    for name in _MODULE_COMMANDS:
+        importlib.import_module(f"keras_aerec.cli.{name}").add_parser(commands)
     return parser
 
 
-def _load(args, require_timestamps: bool | None = None):
-    """The dataset of `args`; with timestamps under the temporal protocol.
-
-    On ML-1M copies with timestamps for part of the users (`load_movielens`),
-    `require_timestamps=True` loads only the timestamped users.
-    """
-    from keras_aerec.data.movielens import load_movielens
-    from keras_aerec.data.synthetic import synthetic
-
-    if require_timestamps is None:
-        require_timestamps = getattr(args, "protocol", None) == "temporal"
-    if args.dataset == "synthetic":
-        return synthetic(seed=args.seed)
-    return load_movielens(
-        args.dataset, data_dir=args.data_dir, require_timestamps=require_timestamps
+def _add_report_arguments(parser, label: str) -> None:
+    parser.add_argument(
+        "--output-dir",
+        default=None,
+        help=f"report folder (default: a new reports/{label}-DATE-TIME/; a folder holding "
+        "a report is refused unless --overwrite)",
     )
-
-
-def _verbosity(args):
-    """Keras progress bars on a terminal, one line per epoch otherwise, none with --quiet."""
-    if args.quiet:
-        return 0
-    return "auto" if sys.stdout.isatty() else 2
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the report in --output-dir"
+    )
 
 
 def _print_report(results, paths) -> None:
@@ -161,12 +93,12 @@ def _run_demo(args) -> None:
     from keras_aerec.experiments import run_benchmark
     from keras_aerec.experiments.report import write_report
 
-    output_dir = _writable_directory(args.output_dir)
+    output_dir = common.report_directory(args.output_dir, "demo", args.overwrite)
     start = time.perf_counter()
     interactions = synthetic(num_users=1500, num_items=600, seed=0)
-    logger.info("demo data: %s", interactions)
+    common.logger.info("demo data: %s", interactions)
     results = run_benchmark(
-        interactions, protocol="article", quick=True, seed=0, verbose=_verbosity(args)
+        interactions, protocol="article", quick=True, seed=0, verbose=common.verbosity(args)
     )
     paths = write_report(results, output_dir, title="keras-aerec demo (synthetic data)")
     _print_report(results, paths)
@@ -174,25 +106,34 @@ def _run_demo(args) -> None:
 
 
 def _run_benchmark(args) -> None:
+    from keras_aerec.cli._saved_run import protocol_for
     from keras_aerec.experiments import needs_timestamped_data, run_benchmark
     from keras_aerec.experiments.report import ARTICLE, write_report
 
-    output_dir = _writable_directory(args.output_dir)
-    interactions = _load(args)
+    common.resolve_data_arguments(args)
+    source = common.data_source(args)
+    label = source.get("data_file") and "file" or args.dataset
+    output_dir = common.report_directory(
+        args.output_dir, f"{label}-{args.protocol}", args.overwrite
+    )
+    spec = protocol_for(args.protocol, source)
+    interactions = common.load_interactions(
+        source, args.seed, require_timestamps=spec.needs_timestamps
+    )
     timestamped = None
     if interactions.timestamps is None and needs_timestamped_data(args.protocol, args.models):
         # SVAE under the article protocol: the temporal split of the timestamped users.
         try:
-            timestamped = _load(args, require_timestamps=True)
-        except ValueError as error:  # run_benchmark skips SVAE or names what is missing
-            logger.warning("no timestamped copy of %s: %s", args.dataset, error)
+            timestamped = common.load_interactions(source, args.seed, require_timestamps=True)
+        except (ValueError, CommandError) as error:  # run_benchmark skips SVAE or says why
+            common.logger.warning("no timestamped copy of %s: %s", args.dataset, error)
     results = run_benchmark(
         interactions,
-        protocol=args.protocol,
+        protocol=spec,
         models=args.models,
         seed=args.seed,
         epochs=args.epochs,
-        verbose=_verbosity(args),
+        verbose=common.verbosity(args),
         timestamped=timestamped,
     )
     title = f"keras-aerec benchmark: {interactions.name or args.dataset}, {args.protocol} protocol"
@@ -202,37 +143,67 @@ def _run_benchmark(args) -> None:
 
 
 def _run_module(args) -> None:
-    """Commands that live in their own module, `keras_aerec.cli.<command>`, run by `run(args)`."""
     import importlib
 
     importlib.import_module(f"keras_aerec.cli.{args.command}").run(args)
 
 
-_COMMANDS = {
-    "demo": _run_demo,
-    "benchmark": _run_benchmark,
-    "train": _run_module,
-    "evaluate": _run_module,
-    "recommend": _run_module,
-    "export": _run_module,
-    "tune": _run_module,
-}
+_COMMANDS = {"demo": _run_demo, "benchmark": _run_benchmark}
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.quiet)
+    common.quiet_backends(args.debug)
+    noise = common.BackendNoiseFilter()
+    # Only for the real process stderr: an in-process caller (a test) captures its own.
+    if not args.debug and sys.stderr is sys.__stderr__:
+        noise.start()
+    common.configure_logging(args.quiet)
     try:
-        _COMMANDS[args.command](args)
-    except (CommandError, ValueError, OSError, ImportError, RuntimeError) as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print(f"keras-aerec {args.command}: error: {message}", file=sys.stderr)
-        return 2
+        _COMMANDS.get(args.command, _run_module)(args)
     except KeyboardInterrupt:
         print(f"keras-aerec {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # noqa: BLE001 - every error becomes one line (see _message)
+        if args.debug:
+            raise
+        print(f"keras-aerec {args.command}: error: {_message(error)}", file=sys.stderr)
+        return 2
+    finally:
+        noise.stop()
     return 0
+
+
+def _message(error: BaseException) -> str:
+    """One line saying what went wrong, by what the error means rather than its class.
+
+    Errors of bad input (ours and the libraries' `ValueError`s, missing or unreadable
+    files, a missing extra) are worded for the user already; a damaged archive, a full
+    disk or exhausted memory are named; anything else is a bug or an environment problem,
+    reported with its class and a pointer to `--debug`.
+    """
+    import zipfile
+
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else type(error).__name__
+    if isinstance(error, CommandError | ValueError | ArithmeticError | ImportError):
+        return first
+    if isinstance(error, zipfile.BadZipFile | EOFError):
+        return f"a file is damaged or truncated: {first}"
+    if isinstance(error, OSError):
+        if error.errno == errno.ENOSPC:
+            return f"no space left on the device: {error.filename or first}"
+        if error.strerror and error.filename:
+            return f"{error.strerror}: {error.filename!r}"
+        return first
+    if (
+        isinstance(error, MemoryError)
+        or "RESOURCE_EXHAUSTED" in text
+        or (type(error).__name__ in ("ResourceExhaustedError", "OutOfMemoryError"))
+    ):
+        return f"out of memory or disk space: {first[:200]}"
+    return f"{first[:300]} ({type(error).__name__}; rerun with --debug for the traceback)"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,15 +10,10 @@ interactions (folded in); rating models (AutoRec, DeepRec) rank by predicted rat
 import argparse
 import os
 
-import numpy as np
-import pandas as pd
-import scipy.sparse as sp
-
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Registers the `recommend` subcommand on the `keras-aerec` subparsers."""
-    from keras_aerec.cli.evaluate import add_data_overrides
-    from keras_aerec.cli.main import _add_common, positive_int
+    from keras_aerec.cli.common import add_common, add_data_arguments, positive_int
 
     parser = subparsers.add_parser(
         "recommend",
@@ -27,20 +22,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("model", help="the .keras file written by `keras-aerec train`")
     parser.add_argument("--user-id", required=True, help="original user id (as in the data)")
     parser.add_argument("--k", type=positive_int, default=10, help="items (default: 10)")
-    add_data_overrides(parser)
-    _add_common(parser)
+    add_data_arguments(parser, overrides=True)
+    add_common(parser)
     return parser
 
 
 def run(args) -> None:
     """Prints rank, item id, score, title and genres of the user's top-k items."""
-    from keras_aerec.cli._saved_run import load_run, read_sidecar
-    from keras_aerec.cli.main import CommandError, logger
+    from keras_aerec.cli._saved_run import load_run, read_record
+    from keras_aerec.cli.common import CommandError, logger
     from keras_aerec.experiments import MODELS
 
-    if not os.path.isfile(args.model):
-        raise FileNotFoundError(f"model file {args.model!r} not found")
-    name = read_sidecar(args.model)["model"]
+    name = read_record(args.model)["model"]
     if name in MODELS and MODELS[name].kind == "sequence":
         raise CommandError(
             f"recommend does not support {name}, which reads time-ordered sequences; "
@@ -62,14 +55,21 @@ def run(args) -> None:
         logger.warning(
             "user %s has only %d unrated items in the model's catalogue", user_id, len(item_ids)
         )
-    print(
-        f"top-{args.k} for user {user_id} ({record['model']}, {args.dataset or record['dataset']}):"
-    )
+    print(f"top-{args.k} for user {user_id} ({record['model']}, {_data_label(record, args)}):")
     _print_table(item_ids, scores, score_name, interactions.items)
 
 
+def _data_label(record, args) -> str:
+    if args.data_file or record["dataset"] == "file":
+        return os.path.basename(args.data_file or record["data_file"])
+    return args.dataset or record["dataset"]
+
+
 def _user_position(interactions, value: str) -> int:
-    from keras_aerec.cli.main import CommandError
+    import numpy as np
+    import pandas as pd
+
+    from keras_aerec.cli.common import CommandError
 
     user_ids = np.asarray(interactions.user_ids)
     if user_ids.dtype.kind in "iu":
@@ -90,6 +90,9 @@ def _user_position(interactions, value: str) -> int:
 
 def _by_predicted_rating(model, split, user_id, k):
     """The user's unrated items by predicted rating (ties: lower item position first)."""
+    import numpy as np
+    import pandas as pd
+
     known = (split.train + split.validation + split.test).tocsr()
     row = pd.Index(split.user_ids).get_indexer([user_id])[0]
     candidates = np.setdiff1d(np.arange(known.shape[1]), known[row].indices)
@@ -102,6 +105,10 @@ def _by_predicted_rating(model, split, user_id, k):
 
 def _by_ranking_score(model, split, user_id, rated_item_ids, k):
     """The user's top-k items scored from every known positive interaction of the user."""
+    import numpy as np
+    import pandas as pd
+    import scipy.sparse as sp
+
     from keras_aerec.metrics.ranking import top_k_indices
 
     num_items = split.train.shape[1]
@@ -126,6 +133,8 @@ def _by_ranking_score(model, split, user_id, rated_item_ids, k):
 
 
 def _print_table(item_ids, scores, score_name, items) -> None:
+    import pandas as pd
+
     titles = genres = None
     if items is not None and "title" in items:
         found = items.reindex(pd.Index(item_ids))

@@ -4,16 +4,22 @@
         --epochs 50 --output runs/multvae.keras
 
 The model is built and trained as the benchmark does (its recipe; epoch picked on the
-protocol's validation metric when there is a validation part), saved atomically, with a
-JSON sidecar (`runs/multvae.json`) that `evaluate` and `recommend` read to rebuild the
-split. The test metrics are printed at the end.
+protocol's validation metric when there is a validation part) and saved with its run
+record inside (`_saved_run`), in one atomic rename; `runs/multvae.json` is a readable
+copy of the record. The test metrics are printed at the end.
+
+A killed run resumes: rerunning the same command continues from the last completed epoch
+(the backup lives in `.NAME.keras.backup/` beside the output and is removed once the model
+is saved). A diverging loss stops the run with an error, and nothing is saved.
 """
 
 import argparse
 import contextlib
 import dataclasses
+import hashlib
 import inspect
 import json
+import math
 import os
 import time
 
@@ -30,32 +36,34 @@ def _hyperparameter(value: str) -> tuple:
         parsed = text  # a bare string, e.g. variant=item
     if isinstance(parsed, list):
         parsed = tuple(parsed)
+    if isinstance(parsed, float) and not math.isfinite(parsed):
+        raise argparse.ArgumentTypeError(f"should be a finite value, got {value!r}")
     return name, parsed
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Registers the `train` subcommand on the `keras-aerec` subparsers."""
-    from keras_aerec.cli.main import (
-        _add_common,
-        _add_data_arguments,
+    from keras_aerec.cli.common import (
+        add_common,
+        add_data_arguments,
         add_model_argument,
+        add_protocol_argument,
+        add_seed_argument,
         positive_int,
     )
-    from keras_aerec.experiments import PROTOCOLS
 
     parser = subparsers.add_parser(
         "train",
-        help="train one model under a protocol; save it as .keras with a JSON sidecar",
+        help="train one model under a protocol; save it as .keras (run record inside)",
         description="Builds MODEL with its benchmark recipe, trains it with model.fit on the "
         "protocol's training part (early stopping on the validation metric when the protocol "
-        "has one), saves it atomically to --output with a sidecar NAME.json, and prints the "
-        "test metrics.",
+        "has one), saves it atomically to --output with its run record (and a readable copy, "
+        "NAME.json), and prints the test metrics. Rerunning a killed command resumes it from "
+        "its last completed epoch.",
     )
     add_model_argument(parser)
-    _add_data_arguments(parser, default="synthetic")
-    parser.add_argument(
-        "--protocol", choices=PROTOCOLS, default="article", help="(default: article)"
-    )
+    add_data_arguments(parser)
+    add_protocol_argument(parser)
     parser.add_argument(
         "--epochs",
         type=positive_int,
@@ -65,7 +73,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--batch-size", type=positive_int, default=None, help="default: the recipe's"
     )
-    parser.add_argument("--seed", type=int, default=0, help="split and initialisation seed")
+    add_seed_argument(parser)
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -79,7 +87,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default=[],
         metavar="NAME=VALUE",
         help="override a recipe hyperparameter (JSON value), e.g. --set latent_dim=64 "
-        "--set hidden_dims=[300]; repeatable",
+        "--set hidden_dims=[300] --set learning_rate=0.001; repeatable",
     )
     parser.add_argument(
         "--distribute",
@@ -88,9 +96,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="train data-parallel over the local accelerators (default: off)",
     )
     parser.add_argument(
-        "--output", required=True, help="path of the .keras file to write (sidecar: NAME.json)"
+        "--tensorboard",
+        default=None,
+        metavar="DIR",
+        help="write TensorBoard logs (learning curves) to DIR (default: none)",
     )
-    _add_common(parser)
+    parser.add_argument(
+        "--output",
+        required=True,
+        help="path of the .keras file to write (copy of the record: NAME.json)",
+    )
+    add_common(parser)
     return parser
 
 
@@ -98,69 +114,152 @@ def run(args) -> None:
     """Trains, saves and prints the test metrics of the model the parsed `args` describe."""
     import keras
 
-    from keras_aerec.cli._saved_run import (
-        load_data,
-        metrics_title,
-        print_metrics,
-        write_atomically,
-        write_sidecar,
+    from keras_aerec.cli import _saved_run as saved
+    from keras_aerec.cli.common import (
+        CommandError,
+        data_source,
+        logger,
+        resolve_data_arguments,
+        verbosity,
+        writable_directory,
     )
-    from keras_aerec.cli.main import _verbosity, _writable_directory, logger
-    from keras_aerec.experiments import MODELS, get_protocol
+    from keras_aerec.experiments import MODELS
     from keras_aerec.experiments.runner import train_and_evaluate
+    from keras_aerec.experiments.training import TrainingBackup, TrainingDivergedError
 
     if not args.output.endswith(".keras"):
         raise ValueError(f"`--output` should be a path ending in .keras. Received: {args.output!r}")
-    _writable_directory(os.path.dirname(os.path.abspath(args.output)))
+    resolve_data_arguments(args)
+    writable_directory(os.path.dirname(os.path.abspath(args.output)))
+    for leftover in saved.remove_leftovers(args.output):
+        logger.info("removed %s, left by an interrupted train", leftover)
     recipe = _recipe(MODELS[args.model], args)
-    spec = get_protocol(args.protocol)
+    _check_overrides(recipe, dict(args.overrides))
+    source = data_source(args)
+    spec = saved.protocol_for(args.protocol, source)
     parallel = _distribution(args.distribute)  # a missing module fails before the data loads
 
-    interactions = load_data(args, recipe, spec)
+    interactions = saved.load_data(source, recipe, spec, args.seed)
     logger.info("data: %s", interactions)
     start = time.perf_counter()
     split = spec.split(recipe.kind, interactions, args.seed)
     logger.info("%s split in %.2f s", spec.split_source(recipe.kind), time.perf_counter() - start)
+    fingerprint = saved.data_fingerprint(interactions)
 
     recipe = dataclasses.replace(recipe, factory=_checked(recipe.factory, dict(args.overrides)))
+    backup = TrainingBackup(_backup_directory(args.output), identity=_identity(args, fingerprint))
+    callbacks = [backup]
+    if args.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=args.tensorboard))
     keras.utils.set_random_seed(args.seed)
-    with parallel:
-        model, result = train_and_evaluate(
-            recipe, split, spec, args.epochs, args.quick, _verbosity(args)
-        )
+    try:
+        with parallel:
+            model, result = train_and_evaluate(
+                recipe, split, spec, args.epochs, args.quick, verbosity(args), callbacks=callbacks
+            )
+    except TrainingDivergedError as error:
+        backup.remove()
+        raise CommandError(f"{error} Nothing was saved.") from None
 
-    write_atomically(args.output, model.save)
+    epochs_run = len(result.history.get("loss", []))
     validation = {
         key: values[result.epochs - 1]
         for key, values in result.history.items()
         if key.startswith("val_") and len(values) >= result.epochs > 0
     }
-    sidecar = write_sidecar(
+    sidecar = saved.publish_run(
+        model,
         args.output,
         {
             "model": args.model,
             "kind": recipe.kind,
-            "dataset": args.dataset,
-            "data_dir": os.path.abspath(args.data_dir) if args.data_dir else None,
+            **source,
             "protocol": args.protocol,
             "seed": args.seed,
             "quick": args.quick,
             "hyperparameters": result.hyperparameters,
             "batch_size": recipe.training_batch_size(args.quick),
-            "epochs": len(result.history.get("loss", [])),
+            "epochs_run": epochs_run,
             "best_epoch": result.epochs,
             "validation_metrics": validation,
             "test_metrics": result.metrics,
             "seconds": round(result.seconds, 3),
             "backend": keras.backend.backend(),
             "distribute": args.distribute,
+            "data_fingerprint": fingerprint,
+            "split_fingerprint": saved.split_fingerprint(split),
         },
     )
+    backup.remove()
+    if backup.resumed_from:
+        print(f"resumed from epoch {backup.resumed_from}")
+    if epochs_run:
+        print(_epochs_line(recipe, spec, args, split, epochs_run, result.epochs))
     if validation:
-        print_metrics(f"validation metrics (epoch {result.epochs}):", validation)
-    print_metrics(metrics_title(recipe, spec), result.metrics)
+        saved.print_metrics(f"validation metrics (epoch {result.epochs}):", validation)
+    saved.print_metrics(saved.metrics_title(recipe, spec), result.metrics)
     print(f"wrote {args.output}")
     print(f"wrote {sidecar}")
+
+
+def _epochs_line(recipe, spec, args, split, epochs_run, best_epoch) -> str:
+    """Whether early stopping ended the run, and which epoch's weights were kept."""
+    budget = args.epochs or recipe.epoch_budget(args.quick, split.validation is not None)
+    if split.validation is None:
+        return f"trained {epochs_run} epochs (no validation part: the last epoch is kept)"
+    monitor = "val_rmse" if recipe.kind == "rating" else spec.select_on
+    if epochs_run < budget:
+        return (
+            f"early stopping ended training after epoch {epochs_run} of {budget} "
+            f"({monitor} did not improve for {recipe.patience} epochs); kept epoch {best_epoch}"
+        )
+    return f"trained {epochs_run} of {budget} epochs; kept epoch {best_epoch} (best {monitor})"
+
+
+def _backup_directory(output: str) -> str:
+    folder, name = os.path.split(os.path.abspath(output))
+    return os.path.join(folder, f".{name}.backup")
+
+
+def _identity(args, fingerprint) -> str:
+    """What makes a backup resumable: the same model, data, split and schedule."""
+    import keras
+
+    settings = {
+        "model": args.model,
+        "data": fingerprint,
+        "protocol": args.protocol,
+        "seed": args.seed,
+        "quick": args.quick,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "overrides": sorted([name, repr(value)] for name, value in args.overrides),
+        "backend": keras.backend.backend(),
+        "distribute": args.distribute,
+    }
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def _check_overrides(recipe, overrides: dict) -> None:
+    """`--set` values of the type the recipe uses, and a positive learning rate."""
+    for name, value in overrides.items():
+        default = {**recipe.defaults, **recipe.quick}.get(name)
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if name == "learning_rate" and not (number and value > 0):
+            raise ValueError(f"`--set learning_rate` should be a number > 0. Received: {value!r}")
+        if default is None or isinstance(default, bool):
+            continue
+        if isinstance(default, int | float) and not number:
+            raise ValueError(f"`--set {name}` should be a number. Received: {value!r}")
+        if isinstance(default, int) and not (isinstance(value, int) and value >= 1):
+            raise ValueError(f"`--set {name}` should be a positive integer. Received: {value!r}")
+        if isinstance(default, float) and value < 0:
+            raise ValueError(f"`--set {name}` should be >= 0. Received: {value!r}")
+        if isinstance(default, tuple | list) and not isinstance(value, tuple | list):
+            raise ValueError(
+                f"`--set {name}` should be a list such as {json.dumps(list(default))}. "
+                f"Received: {value!r}"
+            )
 
 
 def _recipe(recipe, args):

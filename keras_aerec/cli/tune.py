@@ -17,13 +17,14 @@ TUNER_NAMES = ("random", "bayesian", "hyperband")
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Registers the `tune` subcommand on the `keras-aerec` subparsers."""
-    from keras_aerec.cli.main import (
-        _add_common,
-        _add_data_arguments,
+    from keras_aerec.cli.common import (
+        add_common,
+        add_data_arguments,
         add_model_argument,
+        add_protocol_argument,
+        add_seed_argument,
         positive_int,
     )
-    from keras_aerec.experiments import PROTOCOLS
 
     parser = subparsers.add_parser(
         "tune",
@@ -33,15 +34,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "writes summary.json and summary.md into --directory. Rerun to resume.",
     )
     add_model_argument(parser)
-    _add_data_arguments(parser, default="1m")
+    add_data_arguments(parser)
+    add_protocol_argument(parser, "liang", "evaluation protocol with a validation part")
     parser.add_argument(
-        "--protocol",
-        choices=PROTOCOLS,
-        default="liang",
-        help="evaluation protocol with a validation part (default: liang)",
+        "--tuner", choices=TUNER_NAMES, default="random", help="search strategy (default: random)"
     )
-    parser.add_argument("--tuner", choices=TUNER_NAMES, default="random")
-    parser.add_argument("--max-trials", type=positive_int, default=10)
+    parser.add_argument(
+        "--max-trials", type=positive_int, default=10, help="trials to run (default: 10)"
+    )
     parser.add_argument(
         "--epochs",
         type=positive_int,
@@ -60,19 +60,26 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--directory", default=None, help="search state and summaries (default: tuning_runs/MODEL)"
     )
-    parser.add_argument("--seed", type=int, default=0)
+    add_seed_argument(parser)
     parser.add_argument(
         "--overwrite",
         action="store_true",
         help="discard the directory's search instead of resuming",
     )
-    _add_common(parser)
+    add_common(parser)
     return parser
 
 
 def run(args) -> None:
     """Runs the search the parsed `args` describe and prints its summary."""
-    from keras_aerec.cli.main import CommandError, _load, _writable_directory
+    from keras_aerec.cli._saved_run import protocol_for
+    from keras_aerec.cli.common import (
+        CommandError,
+        data_source,
+        load_interactions,
+        resolve_data_arguments,
+        writable_directory,
+    )
 
     try:
         from keras_aerec.hypermodels.search import (
@@ -89,12 +96,15 @@ def run(args) -> None:
         )
     except ImportError as error:
         raise CommandError(str(error)) from None
-    directory = _writable_directory(args.directory or os.path.join("tuning_runs", args.model))
-    interactions = _load(args)
+    resolve_data_arguments(args)
+    source = data_source(args)
+    spec = protocol_for(args.protocol, source)
+    directory = writable_directory(args.directory or os.path.join("tuning_runs", args.model))
+    interactions = load_interactions(source, args.seed, require_timestamps=spec.needs_timestamps)
     summary = run_search(
         args.model,
         interactions,
-        protocol=args.protocol,
+        protocol=spec,
         tuner=args.tuner,
         max_trials=args.max_trials,
         directory=directory,

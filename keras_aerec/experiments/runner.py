@@ -51,6 +51,9 @@ class Protocol:
         select_on: validation metric that picks the epoch (ranking models).
         recall_normalization: `"min"` (Liang et al.) or `"relevant"` (RecBole).
         kinds: the kinds of model (`Recipe.kind`) the protocol evaluates.
+        threshold: ratings above it are the top-N models' positives; None keeps the
+            protocol's MovieLens rule (> 3, or >= 3 under `recbole`). Own data: 0.0 for
+            implicit feedback (every interaction a positive).
     """
 
     name: str
@@ -59,6 +62,7 @@ class Protocol:
     select_on: str
     recall_normalization: str = "min"
     kinds: tuple = ALL_KINDS
+    threshold: float | None = None
 
     @property
     def needs_timestamps(self) -> bool:
@@ -79,22 +83,27 @@ class Protocol:
         if source == "rating":
             return self.rating_split(interactions, seed)
         if source == "temporal":
-            return temporal_split(interactions, seed)
+            return temporal_split(interactions, seed, self.positives_above(3.0))
         return self.ranking_split(interactions, seed)
+
+    def positives_above(self, movielens_threshold: float) -> float:
+        return movielens_threshold if self.threshold is None else self.threshold
 
     def ranking_split(self, interactions, seed):
         if self.name == "article":
             # The article trains on 80 % and has no validation part: fixed epoch budgets.
-            return weak_generalization(interactions.to_implicit(3.0), test=0.2, seed=seed)
+            positives = interactions.to_implicit(self.positives_above(3.0))
+            return weak_generalization(positives, test=0.2, seed=seed)
         if self.name == "liang":
-            positives = interactions.to_implicit(3.0).filter_min_interactions(users=5)
+            positives = interactions.to_implicit(self.positives_above(3.0))
+            positives = positives.filter_min_interactions(users=5)
             heldout = _heldout_users(positives.num_users)
             return strong_generalization(positives, num_heldout_users=heldout, seed=seed)
         if self.name == "recbole":
-            positives = interactions.to_implicit(2.0).k_core(10)
+            positives = interactions.to_implicit(self.positives_above(2.0)).k_core(10)
             return weak_generalization(positives, test=0.1, validation=0.1, seed=seed)
         if self.name == "temporal":
-            return temporal_split(interactions, seed)
+            return temporal_split(interactions, seed, self.positives_above(3.0))
         raise ValueError(
             f"`protocol` should be one of {PROTOCOLS}. Received: protocol={self.name!r}"
         )
@@ -109,7 +118,7 @@ class Protocol:
         )
 
 
-def temporal_split(interactions, seed):
+def temporal_split(interactions, seed, threshold=3.0):
     """Sachdeva et al.'s split: ratings > 3, users with >= 5, held-out users in time order.
 
     A tenth of the users (at most 600) are validation users and as many are test users;
@@ -118,7 +127,7 @@ def temporal_split(interactions, seed):
     """
     if interactions.timestamps is None:
         raise ValueError(_no_timestamps_message(interactions))
-    positives = interactions.to_implicit(3.0).filter_min_interactions(users=5)
+    positives = interactions.to_implicit(threshold).filter_min_interactions(users=5)
     heldout = _heldout_users(positives.num_users)
     return temporal(positives, num_heldout_users=heldout, fold_in=0.8, seed=seed)
 
@@ -176,6 +185,8 @@ def _heldout_users(num_users: int) -> int:
 
 
 def get_protocol(name: str) -> Protocol:
+    if isinstance(name, Protocol):  # e.g. one with an own-data `threshold`
+        return name
     if name not in _PROTOCOLS:
         raise ValueError(
             f"`protocol` should be one of {', '.join(PROTOCOLS)}. Received: protocol={name!r}"
@@ -323,12 +334,13 @@ def _history(history) -> dict:
 
 
 def train_and_evaluate(
-    recipe: Recipe, split, spec: Protocol, epochs=None, quick=False, verbose="auto"
+    recipe: Recipe, split, spec: Protocol, epochs=None, quick=False, verbose="auto", **fit_options
 ):
     """Builds the recipe's model, fits it on `split` and evaluates it under `spec`.
 
     This is one row of `run_benchmark`; `keras-aerec train` calls it too, so that a saved
-    model is trained exactly as the benchmark trains it.
+    model is trained exactly as the benchmark trains it. `fit_options` (`callbacks`,
+    `backup_dir`) go to `fit_model`.
 
     Returns:
         `(model, result)`: the fitted model (best validation epoch restored when the
@@ -362,6 +374,7 @@ def train_and_evaluate(
             seed=0,
             user_index=recipe.user_index,
             verbose=verbose,
+            **fit_options,
         )
         curves = _history(history)
     seconds = time.perf_counter() - start

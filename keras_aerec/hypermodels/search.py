@@ -407,6 +407,7 @@ def _trial_record(search, trial, trained: bool) -> dict:
     curve = recorded.get("curves", {}).get(search.oracle.objective.name)
     score = None if trial.score is None or math.isnan(trial.score) else float(trial.score)
     return {
+        "trial": trial_number(trial.trial_id),
         "trial_id": trial.trial_id,
         "status": trial.status,
         "hyperparameters": dict(trial.hyperparameters.values),
@@ -475,6 +476,7 @@ def _summarize(search, hypermodel, split, spec, settings, max_trials) -> dict:
         if trial is not None:
             record = records[trial.trial_id]
             outcome[role] = {
+                "trial": trial_number(trial.trial_id),
                 "trial_id": trial.trial_id,
                 "hyperparameters": _tuned_values(record["hyperparameters"]),
                 "score": record["score"],
@@ -530,6 +532,11 @@ def _space_row(hp: dict) -> str:
     return f"| {hp['name']} | {hp['class_name']} | {domain} | {hp.get('default')!r} |"
 
 
+def trial_number(trial_id: str) -> int:
+    """KerasTuner's 1-based "Trial #N" of a trial id (ids count from "0", zero-padded)."""
+    return int(trial_id) + 1
+
+
 def summary_markdown(summary: dict) -> str:
     """The summary as Markdown: settings, best vs defaults, search space, every trial."""
     objective = summary["objective"]
@@ -561,7 +568,7 @@ def summary_markdown(summary: dict) -> str:
         for role, record in roles:
             cells = [
                 role,
-                record["trial_id"],
+                str(trial_number(record["trial_id"])),
                 _format(record["score"]),
                 _format(record["best_epoch"]),
             ]
@@ -582,7 +589,7 @@ def summary_markdown(summary: dict) -> str:
     lines += ["", "## Trials", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for trial in summary["trials"]:
         cells = [
-            trial["trial_id"],
+            str(trial_number(trial["trial_id"])),
             trial["status"],
             _format(trial["score"]),
             _format(trial["best_epoch"]),

@@ -193,9 +193,15 @@ def read_record(model_path: str) -> dict:
             differing = sorted(
                 key for key in set(copy) | set(inside) if copy.get(key) != inside.get(key)
             )
+            shown = ", ".join(
+                f"{key}={copy.get(key)!r} (model: {inside.get(key)!r})"
+                if not isinstance(inside.get(key), dict | list)
+                else key
+                for key in differing
+            )
             raise CommandError(
-                f"sidecar {path!r} was edited: its {', '.join(differing)} differ from the "
-                f"record inside {model_path!r}; restore or delete the sidecar"
+                f"sidecar {path!r} disagrees with the run record inside {model_path!r}: "
+                f"{shown}; restore or delete the sidecar"
             )
     missing = [key for key in ("model", "dataset", "protocol", "seed") if key not in inside]
     if missing:

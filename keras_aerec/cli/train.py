@@ -134,7 +134,7 @@ def run(args) -> None:
     for leftover in saved.remove_leftovers(args.output):
         logger.info("removed %s, left by an interrupted train", leftover)
     recipe = _recipe(MODELS[args.model], args)
-    _check_overrides(recipe, dict(args.overrides))
+    _check_overrides(MODELS[args.model], dict(args.overrides))
     source = data_source(args)
     spec = saved.protocol_for(args.protocol, source)
     parallel = _distribution(args.distribute)  # a missing module fails before the data loads
@@ -191,8 +191,6 @@ def run(args) -> None:
         },
     )
     backup.remove()
-    if backup.resumed_from:
-        print(f"resumed from epoch {backup.resumed_from}")
     if epochs_run:
         print(_epochs_line(recipe, spec, args, split, epochs_run, result.epochs))
     if validation:

@@ -148,7 +148,7 @@ def test_train_writes_model_sidecar_and_metrics(trained):
     assert sidecar["model"] == "u-autorec" and sidecar["dataset"] == "synthetic"
     assert sidecar["protocol"] == "article" and sidecar["seed"] == 0
     assert sidecar["hyperparameters"]["hidden_units"] == 100  # the quick recipe
-    assert sidecar["epochs"] == 2 and 1 <= sidecar["best_epoch"] <= 2
+    assert sidecar["epochs_run"] == 2 and 1 <= sidecar["best_epoch"] <= 2
     assert set(sidecar["validation_metrics"]) == {"val_rmse", "val_mae"}
     assert 0.0 < sidecar["test_metrics"]["rmse"] < 2.0
     assert "validation metrics" in out and f"wrote {path}" in out
@@ -202,12 +202,23 @@ def test_evaluate_on_another_dataset_folder_names_the_missing_file(trained, tmp_
 
 
 def test_evaluate_without_sidecar(trained, tmp_path):
-    path, _ = trained["ease"]
+    path, train_out = trained["ease"]
     copy = tmp_path / "alone.keras"
     shutil.copy(path, copy)
-    code, _, err = _run_cli(["evaluate", str(copy), "--quiet"])
+    code, out, err = _run_cli(["evaluate", str(copy), "--quiet"])
+    assert code == 0, "the run record lives inside the model file"
+    assert _metric_block(out) == _metric_block(train_out)
+
+
+def test_evaluate_a_keras_file_not_written_by_train(tmp_path):
+    import zipfile
+
+    foreign = tmp_path / "foreign.keras"
+    with zipfile.ZipFile(foreign, "w") as archive:
+        archive.writestr("config.json", "{}")
+    code, _, err = _run_cli(["evaluate", str(foreign), "--quiet"])
     assert code == 2
-    assert "alone.json" in err and "keras-aerec train" in err
+    assert "foreign.json" in err and "keras-aerec train" in err
 
 
 @pytest.mark.parametrize(
@@ -293,6 +304,11 @@ def test_train_data_parallel(tmp_path):
     code, out, err = _run_cli([*argv, "--output", str(output), "--quiet"])
     assert code == 0, err
     assert json.loads(output.with_suffix(".json").read_text())["distribute"] == "auto"
+
+
+def test_train_reports_epochs_and_kept_epoch(trained):
+    _, out = trained["u-autorec"]
+    assert "of 2 epochs; kept epoch" in out or "early stopping ended training" in out
 
 
 @pytest.mark.realdata

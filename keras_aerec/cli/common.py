@@ -259,7 +259,9 @@ def resolve_data_arguments(args) -> None:
     if own and args.data_dir is not None:
         raise CommandError("give either --data-dir or --data-file, not both")
     if format_options and not own:
-        raise CommandError(f"{', '.join(format_options)} only apply to --data-file, which is missing")
+        raise CommandError(
+            f"{', '.join(format_options)} only apply to --data-file, which is missing"
+        )
     if own:
         args.dataset = OWN_DATA
     elif args.dataset is None:

@@ -284,8 +284,15 @@ _DATA_WORDS = {
 
 def check_data(record: dict, interactions, where: str) -> None:
     """Refuses data that is not the data the model was trained on, naming what differs."""
+    from keras_aerec.cli.common import logger
+
     expected = record.get("data_fingerprint")
     if not expected:
+        logger.warning(
+            "the model was saved by an older keras-aerec without a data fingerprint: "
+            "%s cannot be checked against its training data",
+            where,
+        )
         return
     found = data_fingerprint(interactions)
     counts = [
@@ -311,8 +318,8 @@ def check_split(record: dict, split) -> None:
     if expected and split_fingerprint(split) != expected:
         raise CommandError(
             f"the {record['protocol']} split rebuilt with seed {record['seed']} is not the one "
-            "the model was trained on (the record was edited, or another version of "
-            "keras-aerec splits differently); retrain"
+            "the model was trained on (another --threshold, an edited record, or a "
+            "keras-aerec version that splits differently); retrain"
         )
 
 

@@ -331,17 +331,17 @@ def data_options(args, record: dict) -> dict:
     source = {key: record.get(key) for key in ("dataset", "data_dir", *_SOURCE_OPTIONS)}
     if getattr(args, "data_file", None) is not None:
         source = {**source, "dataset": OWN_DATA, "data_file": os.path.abspath(args.data_file)}
-    elif args.dataset is not None or args.data_dir is not None:
-        source["dataset"] = args.dataset or (
+    dataset, data_dir = getattr(args, "dataset", None), getattr(args, "data_dir", None)
+    if getattr(args, "data_file", None) is None and (dataset or data_dir):
+        source["dataset"] = dataset or (
             record["dataset"] if record["dataset"] != OWN_DATA else "1m"
         )
-        if args.data_dir is not None:
-            source["data_dir"] = os.path.abspath(args.data_dir)
+        if data_dir is not None:
+            source["data_dir"] = os.path.abspath(data_dir)
     for key in _SOURCE_OPTIONS[1:]:
         if getattr(args, key, None) is not None:
             source[key] = list(args.columns) if key == "columns" else getattr(args, key)
     if source["dataset"] == OWN_DATA:
-        source.setdefault("sep", ",")
         source["sep"] = source["sep"] or ","
         source["columns"] = source["columns"] or ["user_id", "item_id", "rating"]
         source["header"] = bool(source["header"])
@@ -401,8 +401,22 @@ def load_run(args):
     Returns:
         `(model, record, recipe, spec, interactions, split)`.
     """
-    from keras_aerec.experiments import MODELS
     from keras_aerec.export._plan import import_custom_objects
+
+    record, recipe, spec, interactions, split = load_run_data(args)
+    import_custom_objects()
+    return load_model(args.model), record, recipe, spec, interactions, split
+
+
+def load_run_data(args):
+    """What `load_run` returns but the model: `(record, recipe, spec, interactions, split)`.
+
+    For commands that need a saved run's training data without its model in memory
+    (e.g. `export` of an item-based AutoRec, whose SavedModel embeds the training
+    ratings: `split.train`). `args` needs `model` and the data options of
+    `common.add_data_arguments(parser, overrides=True)` (None when absent).
+    """
+    from keras_aerec.experiments import MODELS
 
     record = read_record(args.model)
     if record["model"] not in MODELS:
@@ -417,9 +431,7 @@ def load_run(args):
     check_data(record, interactions, describe_source(source))
     split = spec.split(recipe.kind, interactions, record["seed"])
     check_split(record, split)
-    import_custom_objects()
-    model = load_model(args.model)
-    return model, record, recipe, spec, interactions, split
+    return record, recipe, spec, interactions, split
 
 
 def load_model(path: str):

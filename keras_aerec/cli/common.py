@@ -358,18 +358,21 @@ REPORT_FILES = ("report.md", "results.json")
 def report_directory(output_dir: str | None, label: str, overwrite: bool) -> str:
     """The folder a benchmark or demo report goes to.
 
-    Default: a new `reports/<label>-<date>-<time>/`, so runs never overwrite each other.
+    Default: a new `reports/<label>-<date>-<time>/` (not created yet: pass it to
+    `writable_directory` before writing), so runs never overwrite each other.
     An explicit `--output-dir` that holds a report is refused unless `overwrite`, which
     first removes the old report's files (a stale plot would otherwise stay beside it).
     """
     if output_dir is None:
+        # Created when the report is written: a run that fails leaves no empty folder.
         stamp = time.strftime("%Y%m%d-%H%M%S")
         output_dir = os.path.join("reports", f"{label}-{stamp}")
         suffix = 1
         while os.path.exists(output_dir):
             suffix += 1
             output_dir = os.path.join("reports", f"{label}-{stamp}-{suffix}")
-    elif os.path.isdir(output_dir):
+        return output_dir
+    if os.path.isdir(output_dir):
         previous = [
             name
             for name in sorted(os.listdir(output_dir))

@@ -100,7 +100,9 @@ def _run_demo(args) -> None:
     results = run_benchmark(
         interactions, protocol="article", quick=True, seed=0, verbose=common.verbosity(args)
     )
-    paths = write_report(results, output_dir, title="keras-aerec demo (synthetic data)")
+    paths = write_report(
+        results, common.writable_directory(output_dir), title="keras-aerec demo (synthetic data)"
+    )
     _print_report(results, paths)
     print(f"demo finished in {time.perf_counter() - start:.0f} s; report in {output_dir}/")
 
@@ -112,16 +114,17 @@ def _run_benchmark(args) -> None:
 
     common.resolve_data_arguments(args)
     source = common.data_source(args)
-    label = source.get("data_file") and "file" or args.dataset
+    spec = protocol_for(args.protocol, source)
+    models = _benchmark_models(args.models, spec, source)
+    label = "file" if source["dataset"] == common.OWN_DATA else args.dataset
     output_dir = common.report_directory(
         args.output_dir, f"{label}-{args.protocol}", args.overwrite
     )
-    spec = protocol_for(args.protocol, source)
     interactions = common.load_interactions(
         source, args.seed, require_timestamps=spec.needs_timestamps
     )
     timestamped = None
-    if interactions.timestamps is None and needs_timestamped_data(args.protocol, args.models):
+    if interactions.timestamps is None and needs_timestamped_data(args.protocol, models):
         # SVAE under the article protocol: the temporal split of the timestamped users.
         try:
             timestamped = common.load_interactions(source, args.seed, require_timestamps=True)
@@ -130,7 +133,7 @@ def _run_benchmark(args) -> None:
     results = run_benchmark(
         interactions,
         protocol=spec,
-        models=args.models,
+        models=models,
         seed=args.seed,
         epochs=args.epochs,
         verbose=common.verbosity(args),
@@ -138,8 +141,28 @@ def _run_benchmark(args) -> None:
     )
     title = f"keras-aerec benchmark: {interactions.name or args.dataset}, {args.protocol} protocol"
     published = ARTICLE if (args.dataset, args.protocol) == ("1m", "article") else None
-    paths = write_report(results, output_dir, title=title, published=published)
+    paths = write_report(
+        results, common.writable_directory(output_dir), title=title, published=published
+    )
     _print_report(results, paths)
+
+
+def _benchmark_models(names, spec, source):
+    """`--models`, checked against the data; without it, implicit own data skips rating models."""
+    from keras_aerec.cli._saved_run import check_recipe_data
+    from keras_aerec.experiments import MODELS
+
+    if names:
+        for name in names:
+            check_recipe_data(MODELS[name], spec, source)
+        return names
+    if source.get("implicit"):
+        return [
+            name
+            for name, recipe in MODELS.items()
+            if recipe.kind in spec.kinds and recipe.kind != "rating"
+        ]
+    return None
 
 
 def _run_module(args) -> None:

@@ -214,7 +214,7 @@ def test_cli_tune_writes_the_summary(tmp_path, capsys):
     )
     tune.run(args)
     output = capsys.readouterr().out
-    assert "| defaults | 0 |" in output
+    assert "| defaults | 1 |" in output
     assert f"wrote {directory / 'summary.json'}" in output
     summary = json.loads((directory / "summary.json").read_text())
     assert summary["model"] == "ease" and len(summary["trials"]) == 2

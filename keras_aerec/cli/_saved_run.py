@@ -377,6 +377,11 @@ def check_recipe_data(recipe, spec, source) -> None:
             f"the {spec.name!r} protocol does not evaluate {recipe.name} ({recipe.kind} "
             f"model); valid protocols for it: {', '.join(valid)}"
         )
+    check_ratings(recipe, source)
+
+
+def check_ratings(recipe, source) -> None:
+    """Rating models need ratings: implicit own data has none."""
     if recipe.kind == "rating" and source["dataset"] == OWN_DATA and source["implicit"]:
         raise CommandError(
             f"{recipe.name} predicts ratings, and --implicit data has none: pick a top-N "

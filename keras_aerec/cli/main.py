@@ -149,12 +149,12 @@ def _run_benchmark(args) -> None:
 
 def _benchmark_models(names, spec, source):
     """`--models`, checked against the data; without it, implicit own data skips rating models."""
-    from keras_aerec.cli._saved_run import check_recipe_data
+    from keras_aerec.cli._saved_run import check_ratings
     from keras_aerec.experiments import MODELS
 
     if names:
         for name in names:
-            check_recipe_data(MODELS[name], spec, source)
+            check_ratings(MODELS[name], source)
         return names
     if source.get("implicit"):
         return [

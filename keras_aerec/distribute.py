@@ -71,7 +71,7 @@ def _check_tf_config() -> None:
         raise ValueError(
             "`TF_CONFIG` should be a JSON object such as "
             '{"cluster": {"worker": ["host1:port", ...]}, "task": {"type": "worker", '
-            f'"index": 0}}. Received: TF_CONFIG={shown!r}'
+            f'"index": 0}}}}. Received: TF_CONFIG={shown!r}'
         )
 
 

@@ -398,7 +398,9 @@ def test_tf_config_that_is_not_json_names_it(monkeypatch):
     from keras_aerec import distribute
 
     monkeypatch.setenv("TF_CONFIG", "{cluster: oops")
-    with pytest.raises(ValueError, match="`TF_CONFIG` should be a JSON object"):
+    with pytest.raises(
+        ValueError, match=r"`TF_CONFIG` should be a JSON object .*\"index\": 0}}\. Received"
+    ):
         distribute._check_tf_config()
     monkeypatch.setenv("TF_CONFIG", '{"cluster": {}}')
     distribute._check_tf_config()

@@ -376,6 +376,41 @@ def test_train_resumes_after_kill_and_prints_no_backend_noise(tmp_path):
     assert not (tmp_path / ".m.keras.backup").exists()
 
 
+@pytest.mark.backend
+def test_training_backup_restores_weights_history_and_early_stopping(tmp_path):
+    import numpy as np
+
+    from keras_aerec.data.synthetic import synthetic
+    from keras_aerec.experiments import MODELS, get_protocol
+    from keras_aerec.experiments.training import TrainingBackup, fit_model
+
+    recipe = MODELS["multdae"]
+    split = get_protocol("liang").split("ranking", synthetic(num_users=300, num_items=100), 0)
+
+    def fit(epochs):
+        model = recipe.build(split, recipe.hyperparameters(quick=True))
+        backup = TrainingBackup(str(tmp_path / "backup"), identity="run")
+        history = fit_model(
+            model, "ranking", split.train, split.validation, epochs=epochs, batch_size=64,
+            monitor="val_ndcg@20", ks=(20,), callbacks=[backup], verbose=0,
+        )  # fmt: skip
+        return model, history, backup
+
+    trained, history, _ = fit(3)
+    # A new process after a kill once training ended: no epoch left, the kept (best)
+    # weights and the whole history come back from the backup.
+    restored, resumed_history, backup = fit(3)
+    assert backup.resumed_from == 3
+    assert resumed_history.history == history.history
+    for before, after in zip(trained.get_weights(), restored.get_weights(), strict=True):
+        np.testing.assert_allclose(before, after)
+    _, longer, _ = fit(4)
+    assert (
+        len(longer.history["loss"]) == 4 and longer.history["loss"][:3] == history.history["loss"]
+    )
+    assert not TrainingBackup(str(tmp_path / "backup"), identity="other").completed_epochs
+
+
 # ------------------------------------------------------------------ reports, errors
 
 

@@ -238,7 +238,7 @@ def add_data_arguments(parser: argparse.ArgumentParser, overrides: bool = False)
         type=finite_float,
         default=None,
         help="ratings above this value are the positives of the top-N protocols "
-        "(default: the protocol's MovieLens rule, > 3)",
+        "(default: the protocol's MovieLens rule: > 3, or >= 3 under recbole)",
     )
 
 

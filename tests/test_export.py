@@ -62,6 +62,12 @@ SERVE_SCRIPT = textwrap.dedent(
     import numpy as np
     import tensorflow as tf
 
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    def numpy(value):
+        value = value.numpy()
+        return value.astype(str) if value.dtype == object else value
+
     manifest = json.load(open(sys.argv[1]))
     for family, entry in manifest.items():
         loaded = tf.saved_model.load(entry["path"])
@@ -82,13 +88,26 @@ SERVE_SCRIPT = textwrap.dedent(
                 for key in requests.files
                 if key.startswith(prefix)
             }
-            if not inputs:
+            if not inputs and specs:
                 continue
             for name, value in function(**inputs).items():
-                value = value.numpy()
-                if value.dtype == object:
-                    value = value.astype(str)
-                outputs[prefix + name] = value
+                outputs[prefix + name] = numpy(value)
+        # The vocabulary file, read as a client would, without TensorFlow.
+        with open(entry["path"] + "/assets/item_ids.txt", encoding="utf-8") as file:
+            outputs["assets/item_ids"] = np.array(file.read().splitlines())
+        # TF Serving's warm-up: parse every record with the serving protos and replay it.
+        replayed = []
+        warmup = entry["path"] + "/assets.extra/tf_serving_warmup_requests"
+        for record in tf.data.TFRecordDataset(warmup):
+            log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+            request = log.predict_log.request
+            function = loaded.signatures[request.model_spec.signature_name]
+            result = function(
+                **{n: tf.constant(tf.make_ndarray(t)) for n, t in request.inputs.items()}
+            )
+            assert all(v.shape[0] == 2 for v in result.values() if v.shape.rank), request
+            replayed.append(request.model_spec.signature_name)
+        structure["warmup"] = replayed
         checkpoint = tf.train.load_checkpoint(entry["path"] + "/variables/variables")
         structure["variables"] = sorted(checkpoint.get_variable_to_shape_map())
         np.savez(entry["outputs"], **outputs)
@@ -99,26 +118,49 @@ SERVE_SCRIPT = textwrap.dedent(
 # The documented signatures (docs/serving.md): kind -> signature -> (inputs, outputs).
 _TOP_K = {"item_ids", "scores"}
 _RATED_TOP_K = {"item_ids", "scores", "predicted_ratings"}
+_IDS_TOP_K = {"item_ids", "scores", "unknown_item_count"}
+_IDS_RATED_TOP_K = {"item_ids", "predicted_ratings", "unknown_item_count"}
+_VOCABULARY = {"item_vocabulary": (set(), {"item_ids"})}
+
+
+def _id_forms(inputs, outputs):
+    return {
+        "recommend_ids": (inputs, outputs),
+        "recommend_ids_excluding": (inputs | {"exclude_item_ids"}, outputs),
+    }
+
+
 SIGNATURE_NAMES = {
     "rows": {
         "serving_default": ({"user_items"}, {"scores"}),
         "recommend": ({"user_items"}, _TOP_K),
+        **_id_forms({"item_ids"}, _IDS_TOP_K),
+        **_VOCABULARY,
     },
     "cdae": {
         "serving_default": ({"user_index", "user_items"}, {"scores"}),
         "recommend": ({"user_index", "user_items"}, _TOP_K),
+        **_id_forms({"user_index", "item_ids"}, _IDS_TOP_K),
+        **_VOCABULARY,
     },
     "sequences": {
         "serving_default": ({"sequences"}, {"scores"}),
         "recommend": ({"sequences"}, _TOP_K),
+        **_id_forms({"item_ids"}, _IDS_TOP_K),
+        **_VOCABULARY,
     },
     "rating_rows": {
         "serving_default": ({"ratings"}, {"predicted_ratings"}),
         "recommend": ({"ratings"}, _RATED_TOP_K),
+        **_id_forms({"item_ids", "ratings"}, _IDS_RATED_TOP_K),
+        **_VOCABULARY,
     },
     "rating_pairs": {
         "serving_default": ({"user_id", "item_id"}, {"predicted_ratings"}),
         "recommend": ({"user_id"}, _RATED_TOP_K),
+        **_id_forms({"user_id"}, _IDS_RATED_TOP_K),
+        **_VOCABULARY,
+        "user_vocabulary": (set(), {"user_ids"}),
     },
 }
 
@@ -154,11 +196,68 @@ def _top_k_reference(scores, excluded, item_ids, missing_id):
 
 
 def _untied(sorted_scores):
-    """Ranks (of K) whose score differs from its neighbours in the ranking (or is -inf)."""
+    """Ranks (of K) whose order is certain: a score clear of its neighbours' or equal to
+    them (clipped ratings: the lower position first on both sides), or -inf."""
     with np.errstate(invalid="ignore"):  # -inf - -inf
-        gaps = np.abs(np.diff(sorted_scores, axis=1)) > 1e-4
+        differences = np.abs(np.diff(sorted_scores, axis=1))
+        gaps = (differences > 1e-4) | (differences == 0)
     before = np.concatenate([np.ones((len(sorted_scores), 1), bool), gaps[:, : K - 1]], axis=1)
     return (before & gaps[:, :K]) | np.isneginf(sorted_scores[:, :K])
+
+
+UNKNOWN_INTEGER_ID, UNKNOWN_STRING_ID = 999_999, "no-such-item"
+
+
+def _padded(lists, padding):
+    """A batch of id lists as the REST API stacks `instances`: one width, padded at the end."""
+    width = max(len(values) for values in lists) + 1  # at least one padding per row
+    return np.array([list(values) + [padding] * (width - len(values)) for values in lists])
+
+
+def _id_lists(rows, item_ids):
+    """Each row's item ids (and values), padded; row 1 also holds an unknown id."""
+    unknown_id = UNKNOWN_STRING_ID if item_ids.dtype.kind == "U" else UNKNOWN_INTEGER_ID
+    ids = [list(item_ids[np.flatnonzero(row)]) for row in rows]
+    values = [list(row[np.flatnonzero(row)]) for row in rows]
+    ids[1].append(unknown_id)
+    values[1].append(5.0)
+    unknown = np.zeros(len(rows), "int64")
+    unknown[1] = 1
+    return _padded(ids, _missing(item_ids)), _padded(values, 0.0).astype("float32"), unknown
+
+
+def _with_id_forms(requests, expected, id_inputs, unknown, key, excluded, item_ids, value="scores"):
+    """Adds `recommend_ids[_excluding]` requests and what they should return.
+
+    `key` ranks the items (the dense form's scores, or the predicted ratings), `excluded`
+    the items the id lists exclude themselves. The exclusion list names each row's best
+    item and, in row 0, an unknown id.
+    """
+    missing = _missing(item_ids)
+    ids, top = _top_k_reference(key, excluded, item_ids, missing)
+    unknown_id = UNKNOWN_STRING_ID if item_ids.dtype.kind == "U" else UNKNOWN_INTEGER_ID
+    exclude = [[best] if best != missing else [] for best in ids[:, 0]]
+    exclude[0].append(unknown_id)
+    asked = np.isin(item_ids[None, :], np.array([sum(exclude, [])], dtype=item_ids.dtype))
+    mask = np.array([np.isin(item_ids, np.array(row, dtype=item_ids.dtype)) for row in exclude])
+    assert asked.any() and mask.any()
+    excluded_ids, excluded_top = _top_k_reference(key, excluded | mask, item_ids, missing)
+    unknown_excluded = unknown.copy()
+    unknown_excluded[0] += 1
+    for signature, extra, (top_ids, top_values), counts in (
+        ("recommend_ids", {}, (ids, top), unknown),
+        (
+            "recommend_ids_excluding",
+            {"exclude_item_ids": _padded(exclude, missing)},
+            (excluded_ids, excluded_top),
+            unknown_excluded,
+        ),
+    ):
+        for name, request in {**id_inputs, **extra}.items():
+            requests[f"{signature}/{name}"] = request
+        expected[f"{signature}/item_ids"] = top_ids
+        expected[f"{signature}/{value}"] = top_values
+        expected[f"{signature}/unknown_item_count"] = counts
 
 
 def _fit(model, data):
@@ -192,6 +291,10 @@ def _implicit_family(model_class, item_ids, **config):
         "recommend/item_ids": ids,
         "recommend/scores": top,
     }
+    lists, _, unknown = _id_lists(rows, item_ids)
+    _with_id_forms(
+        requests, expected, {"item_ids": lists}, unknown, model.score(rows), rows != 0, item_ids
+    )
     keras_ids, _ = model.recommend(rows, k=K)  # the reference is `recommend` (None: missing)
     np.testing.assert_array_equal(keras_ids[keras_ids != None], ids[keras_ids != None])  # noqa: E711
     return model, {}, requests, expected, "rows"
@@ -218,6 +321,8 @@ def _ease():
         "recommend/item_ids": ids,
         "recommend/scores": top,
     }
+    lists, _, unknown = _id_lists(rows, ITEM_IDS)
+    _with_id_forms(requests, expected, {"item_ids": lists}, unknown, scores, rows != 0, ITEM_IDS)
     return model, {}, requests, expected, "rows"
 
 
@@ -242,6 +347,9 @@ def _cdae():
         "recommend/item_ids": ids,
         "recommend/scores": top,
     }
+    lists, _, unknown = _id_lists(rows, ITEM_IDS)
+    inputs = {"user_index": users, "item_ids": lists}
+    _with_id_forms(requests, expected, inputs, unknown, scores, rows != 0, ITEM_IDS)
     return model, {}, requests, expected, "cdae"
 
 
@@ -280,6 +388,12 @@ def _svae():
         "recommend/item_ids": ids,
         "recommend/scores": top,
     }
+    with_unknown = padded.copy()
+    with_unknown[1, len(id_sequences[1])] = UNKNOWN_INTEGER_ID  # skipped, counted
+    unknown = np.zeros(len(chosen), "int64")
+    unknown[1] = 1
+    inputs = {"item_ids": with_unknown}
+    _with_id_forms(requests, expected, inputs, unknown, scores, seen, ITEM_IDS)
     return model, {}, requests, expected, "sequences"
 
 
@@ -297,6 +411,17 @@ def _user_rating_family(model):
         "recommend/scores": top,
         "recommend/predicted_ratings": predicted,
     }
+    lists, values, unknown = _id_lists(rows, ITEM_IDS)
+    _with_id_forms(
+        requests,
+        expected,
+        {"item_ids": lists, "ratings": values},
+        unknown,
+        np.clip(raw, 1.0, 5.0),  # ranked by predicted rating, as the CLI's recommend
+        rows != 0,
+        ITEM_IDS,
+        "predicted_ratings",
+    )
     return model, {}, requests, expected, "rating_rows"
 
 
@@ -345,6 +470,19 @@ def _item_rating_family(model):
         "recommend/scores": np.vstack([top, unknown]),
         "recommend/predicted_ratings": np.vstack([predicted, unknown[:, :K]]),
     }
+    # The id form ranks by predicted rating (the default for items without ratings).
+    key = np.where(rated_items, np.clip(raw, 1.0, 5.0), 3.0)[request_users]
+    excluded = (train[request_users].toarray() != 0) | ~rated_users[request_users, None]
+    _with_id_forms(
+        requests,
+        expected,
+        {"user_id": requests["recommend/user_id"]},
+        np.zeros(len(request_users) + 1, "int64"),
+        np.vstack([key, np.zeros((1, NUM_ITEMS), "float32")]),
+        np.vstack([excluded, np.ones((1, NUM_ITEMS), bool)]),  # an unknown user: nothing
+        ITEM_IDS,
+        "predicted_ratings",
+    )
     return model, {"ratings": train}, requests, expected, "rating_pairs"
 
 
@@ -478,7 +616,7 @@ def _isolated_environment():
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_served_signatures_match_the_keras_model(served, family):
+def test_served_signatures_match_the_keras_model(served, built, family):
     if not _selected(family):
         pytest.skip(
             f"{family} exports through the same TensorFlow subprocess as the families run "
@@ -489,28 +627,45 @@ def test_served_signatures_match_the_keras_model(served, family):
         raise result
     assert os.path.basename(result["path"]) == "1"
     structure = result["structure"]
-    assert set(structure) == {"serving_default", "recommend", "variables"}
+    signatures = SIGNATURE_NAMES[result["kind"]]
+    assert set(structure) == {*signatures, "variables", "warmup"}
+    # Every record replayed: one per signature with inputs.
+    assert sorted(structure["warmup"]) == sorted(name for name in signatures if signatures[name][0])
     assert not [name for name in structure["variables"] if "optimizer" in name]
-    for signature, (inputs, outputs) in SIGNATURE_NAMES[result["kind"]].items():
+    for signature, (inputs, outputs) in signatures.items():
         assert set(structure[signature]["inputs"]) == inputs, signature
         assert set(structure[signature]["outputs"]) == outputs, signature
     expected, actual = result["expected"], result["served"]
+    vocabulary = actual.pop("item_vocabulary/item_ids")
+    model = _model(built, family)
+    np.testing.assert_array_equal(vocabulary, np.asarray(model.item_ids))
+    np.testing.assert_array_equal(actual.pop("assets/item_ids"), vocabulary.astype(str))
+    if "user_vocabulary/user_ids" in actual:
+        np.testing.assert_array_equal(actual.pop("user_vocabulary/user_ids"), model.user_ids)
     assert set(actual) == set(expected)
+    ranked = {}  # signature -> the expected ranking values (k + 1 of them)
     for name, values in expected.items():
-        if name == "recommend/item_ids":
+        signature, output = name.split("/")
+        if output == "item_ids":
             continue
         served_values = actual[name]
-        if name == "recommend/scores":
-            values = values[:, :K]
+        if signature.startswith("recommend") and output in ("scores", "predicted_ratings"):
+            if values.shape[1] == K + 1:
+                ranked[signature] = values
+                values = values[:, :K]
+        if output == "unknown_item_count":
+            np.testing.assert_array_equal(served_values, values, name)
+            continue
         assert served_values.shape == values.shape, name
         np.testing.assert_array_equal(np.isneginf(served_values), np.isneginf(values), name)
         finite = np.isfinite(values)
         assert np.abs(served_values[finite] - values[finite]).max() <= TOLERANCE, name
-    untied = _untied(expected["recommend/scores"])
-    np.testing.assert_array_equal(
-        actual["recommend/item_ids"][untied], expected["recommend/item_ids"][untied]
-    )
-    assert untied.mean() > 0.8  # the comparison is not vacuous
+    assert set(ranked) == {"recommend", "recommend_ids", "recommend_ids_excluding"}
+    for signature, values in ranked.items():
+        untied = _untied(values)
+        name = f"{signature}/item_ids"
+        np.testing.assert_array_equal(actual[name][untied], expected[name][untied], name)
+        assert untied.mean() > 0.8, name  # the comparison is not vacuous
 
 
 def test_i_autorec_signatures_take_original_ids(served):

@@ -447,6 +447,10 @@ def _write_warmup_requests(path, plan, arrays, signatures):
     os.makedirs(os.path.join(path, os.path.dirname(WARMUP_FILE)), exist_ok=True)
     with tf.io.TFRecordWriter(os.path.join(path, WARMUP_FILE)) as writer:
         for name, function in signatures.items():
+            if not function.input_signature:
+                # A failed warm-up request fails the load: leave out the input-less
+                # vocabulary signatures, which have nothing to warm up.
+                continue
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(name=plan["model_name"], signature_name=name)
             )

@@ -410,7 +410,9 @@ def _rating_pairs(module, model, plan, arrays):
     def rank(user_id):
         # Ranked by predicted rating, as `recommend` on the command line (ties: lower position).
         scores, excluded = scores_of(user_id)
-        predicted = tf.where(module.item_rated[None, :], tf.clip_by_value(scores, low, high), scores)
+        predicted = tf.where(
+            module.item_rated[None, :], tf.clip_by_value(scores, low, high), scores
+        )
         return predicted, excluded, tf.zeros_like(user_id, dtype=tf.int64)
 
     return {
@@ -455,9 +457,7 @@ def _write_warmup_requests(path, plan, arrays, signatures):
                 model_spec=model_pb2.ModelSpec(name=plan["model_name"], signature_name=name)
             )
             for spec in function.input_signature:
-                request.inputs[spec.name].CopyFrom(
-                    tf.make_tensor_proto(warmup_input(spec, arrays))
-                )
+                request.inputs[spec.name].CopyFrom(tf.make_tensor_proto(warmup_input(spec, arrays)))
             log = prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=request)
             )

@@ -433,9 +433,7 @@ def write_models_config(
 
 
 def _has_version(root):
-    return any(
-        _VERSION_NAME.fullmatch(entry.name) and entry.is_dir() for entry in os.scandir(root)
-    )
+    return any(_VERSION_NAME.fullmatch(entry.name) and entry.is_dir() for entry in os.scandir(root))
 
 
 def _quoted(base_path, name):

@@ -78,7 +78,7 @@ def serve(manifest_path):
         loaded = tf.saved_model.load(entry["path"])
         with open(os.path.join(entry["path"], "assets", "item_ids.txt")) as file:
             listed = file.read().splitlines()
-        vocabulary = loaded.signatures["item_vocabulary"]()["item_ids"].numpy()
+        vocabulary = read_vocabulary(loaded.signatures["item_vocabulary"])
         assert [str(value) for value in vocabulary.tolist()] == listed, family
         known = set(vocabulary.tolist())
         rated = [[item for item, _ in ratings[user]] for user in users]
@@ -127,6 +127,20 @@ def serve(manifest_path):
         }
     with open(manifest["output"], "w") as file:
         json.dump(results, file)
+
+
+def read_vocabulary(signature, page=1000):
+    """Pages through `item_vocabulary` until the missing id (-1) marks the end."""
+    import numpy as np
+    import tensorflow as tf
+
+    pages = []
+    while True:
+        positions = tf.range(len(pages) * page, (len(pages) + 1) * page, dtype=tf.int64)
+        ids = signature(positions=positions)["item_ids"].numpy()
+        pages.append(ids[ids != -1])
+        if len(pages[-1]) < page:
+            return np.concatenate(pages)
 
 
 def padded(lists, padding, dtype="int64"):

@@ -91,7 +91,7 @@ SERVE_SCRIPT = textwrap.dedent(
                 for key in requests.files
                 if key.startswith(prefix)
             }
-            if not inputs and specs:
+            if not inputs:
                 continue
             for name, value in function(**inputs).items():
                 outputs[prefix + name] = numpy(value)
@@ -123,7 +123,7 @@ _TOP_K = {"item_ids", "scores"}
 _RATED_TOP_K = {"item_ids", "scores", "predicted_ratings"}
 _IDS_TOP_K = {"item_ids", "scores", "unknown_item_count"}
 _IDS_RATED_TOP_K = {"item_ids", "predicted_ratings", "unknown_item_count"}
-_VOCABULARY = {"item_vocabulary": (set(), {"item_ids"})}
+_VOCABULARY = {"item_vocabulary": ({"positions"}, {"item_ids"})}
 
 
 def _id_forms(inputs, outputs):
@@ -163,7 +163,7 @@ SIGNATURE_NAMES = {
         "recommend": ({"user_id"}, _RATED_TOP_K),
         **_id_forms({"user_id"}, _IDS_RATED_TOP_K),
         **_VOCABULARY,
-        "user_vocabulary": (set(), {"user_ids"}),
+        "user_vocabulary": ({"positions"}, {"user_ids"}),
     },
 }
 
@@ -575,6 +575,9 @@ def served(built, tmp_path_factory):
 
     def export(family):
         model, kwargs, requests, expected, kind = built[family]
+        requests = {"item_vocabulary/positions": np.arange(len(model.item_ids) + 1), **requests}
+        if getattr(model, "user_ids", None) is not None:
+            requests["user_vocabulary/positions"] = np.arange(len(model.user_ids) + 1)
         path = export_saved_model(model, root / "saved_models", k=K, **kwargs)
         np.savez(root / f"{family}.requests.npz", **requests)
         return {"path": path, "expected": expected, "kind": kind}
@@ -632,19 +635,21 @@ def test_served_signatures_match_the_keras_model(served, built, family):
     structure = result["structure"]
     signatures = SIGNATURE_NAMES[result["kind"]]
     assert set(structure) == {*signatures, "variables", "warmup"}
-    # Every record replayed: one per signature with inputs.
-    assert sorted(structure["warmup"]) == sorted(name for name in signatures if signatures[name][0])
+    assert sorted(structure["warmup"]) == sorted(signatures)  # every record replayed
     assert not [name for name in structure["variables"] if "optimizer" in name]
     for signature, (inputs, outputs) in signatures.items():
         assert set(structure[signature]["inputs"]) == inputs, signature
         assert set(structure[signature]["outputs"]) == outputs, signature
     expected, actual = result["expected"], result["served"]
-    vocabulary = actual.pop("item_vocabulary/item_ids")
+    # The vocabulary, position by position, then the missing id past the end.
     model = _model(built, family)
-    np.testing.assert_array_equal(vocabulary, np.asarray(model.item_ids))
-    np.testing.assert_array_equal(actual.pop("assets/item_ids"), vocabulary.astype(str))
+    vocabulary = actual.pop("item_vocabulary/item_ids")
+    np.testing.assert_array_equal(vocabulary[:-1], np.asarray(model.item_ids))
+    assert vocabulary[-1] == _missing(np.asarray(model.item_ids))
+    np.testing.assert_array_equal(actual.pop("assets/item_ids"), vocabulary[:-1].astype(str))
     if "user_vocabulary/user_ids" in actual:
-        np.testing.assert_array_equal(actual.pop("user_vocabulary/user_ids"), model.user_ids)
+        users = actual.pop("user_vocabulary/user_ids")
+        np.testing.assert_array_equal(users, [*model.user_ids, ""])
     assert set(actual) == set(expected)
     ranked = {}  # signature -> the expected ranking values (k + 1 of them)
     for name, values in expected.items():

@@ -159,19 +159,33 @@ def _id_signatures(module, specs, rank, num_items, k, value_name="scores"):
 
 
 def _vocabulary_signatures(module, arrays):
-    """`item_vocabulary` (and `user_vocabulary` where users are inputs): ids in column order."""
+    """`item_vocabulary` (and `user_vocabulary` where users are inputs): id of each position.
 
-    @tf.function(input_signature=[])
-    def item_vocabulary():
-        return {"item_ids": tf.identity(module.item_ids)}
+    Positions past the end (or negative) give the missing id, so a client that only
+    speaks to TF Serving pages through the vocabulary until it sees one. (TF Serving's
+    REST API refuses a signature without inputs, hence `positions`.)
+    """
+    positions = tf.TensorSpec([None], tf.int64, name="positions")
+
+    def lookup(ids, missing, positions):
+        inside = (positions >= 0) & (positions < tf.size(ids, out_type=tf.int64))
+        found = tf.gather(ids, tf.where(inside, positions, 0))
+        return tf.where(inside, found, tf.constant(missing, dtype=ids.dtype))
+
+    @tf.function(input_signature=[positions])
+    def item_vocabulary(positions):
+        return {"item_ids": lookup(module.item_ids, module.missing_item_id, positions)}
 
     signatures = {"item_vocabulary": item_vocabulary}
     if "user_ids" in arrays:
         module.user_ids = _variable(arrays["user_ids"], "user_ids")
+        missing_user = (
+            MISSING_STRING_ID if arrays["user_ids"].dtype.kind == "U" else MISSING_INTEGER_ID
+        )
 
-        @tf.function(input_signature=[])
-        def user_vocabulary():
-            return {"user_ids": tf.identity(module.user_ids)}
+        @tf.function(input_signature=[positions])
+        def user_vocabulary(positions):
+            return {"user_ids": lookup(module.user_ids, missing_user, positions)}
 
         signatures["user_vocabulary"] = user_vocabulary
     return signatures
@@ -449,10 +463,6 @@ def _write_warmup_requests(path, plan, arrays, signatures):
     os.makedirs(os.path.join(path, os.path.dirname(WARMUP_FILE)), exist_ok=True)
     with tf.io.TFRecordWriter(os.path.join(path, WARMUP_FILE)) as writer:
         for name, function in signatures.items():
-            if not function.input_signature:
-                # A failed warm-up request fails the load: leave out the input-less
-                # vocabulary signatures, which have nothing to warm up.
-                continue
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(name=plan["model_name"], signature_name=name)
             )
@@ -471,6 +481,8 @@ def warmup_input(spec, arrays):
     padding = MISSING_STRING_ID if ids.dtype.kind == "U" else MISSING_INTEGER_ID
     if spec.name == "user_index":
         return np.array([0, -1], dtype="int64")
+    if spec.name == "positions":
+        return np.array([0, len(ids)], dtype="int64")  # an id, and past the end
     if spec.shape.rank == 1:  # user_id, item_id
         return example[:2]
     if spec.shape[1] is not None:  # a dense row over the items, or side information

@@ -712,9 +712,6 @@ def test_saved_model_cli_lists_the_documented_signatures(served, family):
 
     `KERAS_AEREC_UPDATE_DOCS=1` rewrites the docs' listing (MultVAE) from this output.
     """
-    result = served[family]
-    if isinstance(result, Exception):
-        raise result
     if keras.backend.backend() != "tensorflow":
         pytest.skip(
             "the SavedModel is the same TensorFlow graph whichever backend trained "
@@ -722,6 +719,9 @@ def test_saved_model_cli_lists_the_documented_signatures(served, family):
         )
     if not os.path.exists(SAVED_MODEL_CLI):
         pytest.skip("saved_model_cli is not installed next to this Python")
+    result = served[family]
+    if isinstance(result, Exception):
+        raise result
     shown = _saved_model_cli_show(result["path"])
     for signature, (inputs, outputs) in SIGNATURE_NAMES[result["kind"]].items():
         assert f"signature_def['{signature}']" in shown

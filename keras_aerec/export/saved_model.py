@@ -5,10 +5,11 @@ The SavedModel's signatures (documented in docs/serving.md), all computed in the
 the others); `recommend` the top-k items, in original ids, with the user's seen items
 excluded; `recommend_ids` and `recommend_ids_excluding` the same from lists of item ids
 (the id-list request form), the second also leaving out the ids a request names;
-`item_vocabulary` the item ids in column order (also in `assets/item_ids.txt`). TF
-Serving warm-up requests go to `assets.extra/`. It is written as `<directory>/<name>/<version>/`, the layout TF
-Serving watches, atomically: built in a hidden staging folder of `<directory>/<name>/`
-and renamed to `<version>` only when complete.
+`item_vocabulary` the item id of each column (also in `assets/item_ids.txt`). TF
+Serving warm-up requests go to `assets.extra/`. It is written as
+`<directory>/<name>/<version>/`, the layout TF Serving watches, atomically: built in a
+hidden staging folder of `<directory>/<name>/` and renamed to `<version>` only when
+complete.
 
 Under the TensorFlow backend the graph is built in-process. Under JAX and PyTorch the
 model goes through a temporary `.keras` file, reloaded under TensorFlow in a
@@ -92,7 +93,8 @@ def export_saved_model(
     Every family also has `recommend_ids` (the same inputs with lists of original item
     ids in place of dense rows, padded with -1 or "", unknown ids skipped and counted in
     `unknown_item_count`; I-AutoRec: `user_id`) and `recommend_ids_excluding` (one more
-    input, `exclude_item_ids`), and `item_vocabulary` (no input -> `item_ids`).
+    input, `exclude_item_ids`), and `item_vocabulary` (`positions` -> `item_ids`; past
+    the end: the missing id).
 
     Items are in the model's `item_ids` order; outputs carry original ids, with -1 (or
     "") and a score of `-inf` where a row has fewer than `k` eligible items.

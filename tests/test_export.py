@@ -1065,7 +1065,7 @@ def test_cli_refuses_ratings_for_a_model_that_is_not_item_based(tmp_path, fitted
     args = _cli_parser().parse_args(
         ["export", str(tmp_path / "ease.keras"), "--ratings", str(tmp_path / "ratings.dat")]
     )
-    with pytest.raises(ValueError, match="`--ratings` is only used by item-based .* EASE model"):
+    with pytest.raises(ValueError, match="`--ratings` is only used by item-based .* for EASE "):
         export_cli.run(args)
 
 

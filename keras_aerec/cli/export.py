@@ -91,8 +91,8 @@ def run(args) -> None:
     if not item_based and args.ratings is not None:
         raise ValueError(
             "`--ratings` is only used by item-based rating models (I-AutoRec, DeepRec "
-            f'variant="item"), whose SavedModel embeds them. Received: --ratings for a '
-            f"{type(model).__name__} model"
+            f'variant="item"), whose SavedModel embeds them. Received: --ratings for '
+            f"{type(model).__name__} {model.name!r}"
         )
     ratings = _read_ratings(args.ratings, args.sep, model) if args.ratings else None
     path = export_saved_model(

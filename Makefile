@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[all]"
+	# tensorflow-serving-api (the warm-up records' protos) declares the full `tensorflow`,
+	# which would replace tensorflow-cpu; its protos need only what tensorflow-cpu brings.
+	$(PY) -m pip install --quiet --no-deps "tensorflow-serving-api==$$($(PY) -c 'import tensorflow as t; print(t.__version__.rsplit(".", 1)[0])').*"
 	touch $(STAMP)
 
 $(DEMO_STAMP): pyproject.toml

@@ -76,13 +76,14 @@ def test_version(capsys):
 
 
 def test_static_names_match_the_recipes():
-    from keras_aerec.cli.export import DEFAULT_DIRECTORY
+    from keras_aerec.cli import export
     from keras_aerec.experiments import MODELS, PROTOCOLS
-    from keras_aerec.export.saved_model import DEFAULT_DIRECTORY as EXPORT_DIRECTORY
+    from keras_aerec.export import saved_model
 
     assert sorted(common.MODEL_NAMES) == sorted(MODELS)
     assert tuple(common.PROTOCOL_NAMES) == tuple(PROTOCOLS)
-    assert DEFAULT_DIRECTORY == EXPORT_DIRECTORY
+    assert export.DEFAULT_DIRECTORY == saved_model.DEFAULT_DIRECTORY
+    assert export.MODELS_CONFIG == saved_model.MODELS_CONFIG
 
 
 def test_backend_noise_filter_drops_only_noise():

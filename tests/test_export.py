@@ -14,10 +14,13 @@ on every backend.
 """
 
 import argparse
+import errno
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
 
@@ -29,7 +32,7 @@ import scipy.sparse as sp
 from keras_aerec.cli import export as export_cli
 from keras_aerec.data.batching import RowBatches
 from keras_aerec.export import saved_model
-from keras_aerec.export.saved_model import export_saved_model
+from keras_aerec.export.saved_model import export_saved_model, write_models_config
 from keras_aerec.models.auto_rec import AutoRec
 from keras_aerec.models.cdae import CDAE
 from keras_aerec.models.deep_rec import DeepRec
@@ -62,6 +65,12 @@ SERVE_SCRIPT = textwrap.dedent(
     import numpy as np
     import tensorflow as tf
 
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    def numpy(value):
+        value = value.numpy()
+        return value.astype(str) if value.dtype == object else value
+
     manifest = json.load(open(sys.argv[1]))
     for family, entry in manifest.items():
         loaded = tf.saved_model.load(entry["path"])
@@ -85,10 +94,23 @@ SERVE_SCRIPT = textwrap.dedent(
             if not inputs:
                 continue
             for name, value in function(**inputs).items():
-                value = value.numpy()
-                if value.dtype == object:
-                    value = value.astype(str)
-                outputs[prefix + name] = value
+                outputs[prefix + name] = numpy(value)
+        # The vocabulary file, read as a client would, without TensorFlow.
+        with open(entry["path"] + "/assets/item_ids.txt", encoding="utf-8") as file:
+            outputs["assets/item_ids"] = np.array(file.read().splitlines())
+        # TF Serving's warm-up: parse every record with the serving protos and replay it.
+        replayed = []
+        warmup = entry["path"] + "/assets.extra/tf_serving_warmup_requests"
+        for record in tf.data.TFRecordDataset(warmup):
+            log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+            request = log.predict_log.request
+            function = loaded.signatures[request.model_spec.signature_name]
+            result = function(
+                **{n: tf.constant(tf.make_ndarray(t)) for n, t in request.inputs.items()}
+            )
+            assert all(v.shape[0] == 2 for v in result.values() if v.shape.rank), request
+            replayed.append(request.model_spec.signature_name)
+        structure["warmup"] = replayed
         checkpoint = tf.train.load_checkpoint(entry["path"] + "/variables/variables")
         structure["variables"] = sorted(checkpoint.get_variable_to_shape_map())
         np.savez(entry["outputs"], **outputs)
@@ -99,26 +121,49 @@ SERVE_SCRIPT = textwrap.dedent(
 # The documented signatures (docs/serving.md): kind -> signature -> (inputs, outputs).
 _TOP_K = {"item_ids", "scores"}
 _RATED_TOP_K = {"item_ids", "scores", "predicted_ratings"}
+_IDS_TOP_K = {"item_ids", "scores", "unknown_item_count"}
+_IDS_RATED_TOP_K = {"item_ids", "predicted_ratings", "unknown_item_count"}
+_VOCABULARY = {"item_vocabulary": ({"positions"}, {"item_ids"})}
+
+
+def _id_forms(inputs, outputs):
+    return {
+        "recommend_ids": (inputs, outputs),
+        "recommend_ids_excluding": (inputs | {"exclude_item_ids"}, outputs),
+    }
+
+
 SIGNATURE_NAMES = {
     "rows": {
         "serving_default": ({"user_items"}, {"scores"}),
         "recommend": ({"user_items"}, _TOP_K),
+        **_id_forms({"item_ids"}, _IDS_TOP_K),
+        **_VOCABULARY,
     },
     "cdae": {
         "serving_default": ({"user_index", "user_items"}, {"scores"}),
         "recommend": ({"user_index", "user_items"}, _TOP_K),
+        **_id_forms({"user_index", "item_ids"}, _IDS_TOP_K),
+        **_VOCABULARY,
     },
     "sequences": {
         "serving_default": ({"sequences"}, {"scores"}),
         "recommend": ({"sequences"}, _TOP_K),
+        **_id_forms({"item_ids"}, _IDS_TOP_K),
+        **_VOCABULARY,
     },
     "rating_rows": {
         "serving_default": ({"ratings"}, {"predicted_ratings"}),
         "recommend": ({"ratings"}, _RATED_TOP_K),
+        **_id_forms({"item_ids", "ratings"}, _IDS_RATED_TOP_K),
+        **_VOCABULARY,
     },
     "rating_pairs": {
         "serving_default": ({"user_id", "item_id"}, {"predicted_ratings"}),
         "recommend": ({"user_id"}, _RATED_TOP_K),
+        **_id_forms({"user_id"}, _IDS_RATED_TOP_K),
+        **_VOCABULARY,
+        "user_vocabulary": ({"positions"}, {"user_ids"}),
     },
 }
 
@@ -154,11 +199,68 @@ def _top_k_reference(scores, excluded, item_ids, missing_id):
 
 
 def _untied(sorted_scores):
-    """Ranks (of K) whose score differs from its neighbours in the ranking (or is -inf)."""
+    """Ranks (of K) whose order is certain: a score clear of its neighbours' or equal to
+    them (clipped ratings: the lower position first on both sides), or -inf."""
     with np.errstate(invalid="ignore"):  # -inf - -inf
-        gaps = np.abs(np.diff(sorted_scores, axis=1)) > 1e-4
+        differences = np.abs(np.diff(sorted_scores, axis=1))
+        gaps = (differences > 1e-4) | (differences == 0)
     before = np.concatenate([np.ones((len(sorted_scores), 1), bool), gaps[:, : K - 1]], axis=1)
     return (before & gaps[:, :K]) | np.isneginf(sorted_scores[:, :K])
+
+
+UNKNOWN_INTEGER_ID, UNKNOWN_STRING_ID = 999_999, "no-such-item"
+
+
+def _padded(lists, padding):
+    """A batch of id lists as the REST API stacks `instances`: one width, padded at the end."""
+    width = max(len(values) for values in lists) + 1  # at least one padding per row
+    return np.array([list(values) + [padding] * (width - len(values)) for values in lists])
+
+
+def _id_lists(rows, item_ids):
+    """Each row's item ids (and values), padded; row 1 also holds an unknown id."""
+    unknown_id = UNKNOWN_STRING_ID if item_ids.dtype.kind == "U" else UNKNOWN_INTEGER_ID
+    ids = [list(item_ids[np.flatnonzero(row)]) for row in rows]
+    values = [list(row[np.flatnonzero(row)]) for row in rows]
+    ids[1].append(unknown_id)
+    values[1].append(5.0)
+    unknown = np.zeros(len(rows), "int64")
+    unknown[1] = 1
+    return _padded(ids, _missing(item_ids)), _padded(values, 0.0).astype("float32"), unknown
+
+
+def _with_id_forms(requests, expected, id_inputs, unknown, key, excluded, item_ids, value="scores"):
+    """Adds `recommend_ids[_excluding]` requests and what they should return.
+
+    `key` ranks the items (the dense form's scores, or the predicted ratings), `excluded`
+    the items the id lists exclude themselves. The exclusion list names each row's best
+    item and, in row 0, an unknown id.
+    """
+    missing = _missing(item_ids)
+    ids, top = _top_k_reference(key, excluded, item_ids, missing)
+    unknown_id = UNKNOWN_STRING_ID if item_ids.dtype.kind == "U" else UNKNOWN_INTEGER_ID
+    exclude = [[best] if best != missing else [] for best in ids[:, 0]]
+    exclude[0].append(unknown_id)
+    asked = np.isin(item_ids[None, :], np.array([sum(exclude, [])], dtype=item_ids.dtype))
+    mask = np.array([np.isin(item_ids, np.array(row, dtype=item_ids.dtype)) for row in exclude])
+    assert asked.any() and mask.any()
+    excluded_ids, excluded_top = _top_k_reference(key, excluded | mask, item_ids, missing)
+    unknown_excluded = unknown.copy()
+    unknown_excluded[0] += 1
+    for signature, extra, (top_ids, top_values), counts in (
+        ("recommend_ids", {}, (ids, top), unknown),
+        (
+            "recommend_ids_excluding",
+            {"exclude_item_ids": _padded(exclude, missing)},
+            (excluded_ids, excluded_top),
+            unknown_excluded,
+        ),
+    ):
+        for name, request in {**id_inputs, **extra}.items():
+            requests[f"{signature}/{name}"] = request
+        expected[f"{signature}/item_ids"] = top_ids
+        expected[f"{signature}/{value}"] = top_values
+        expected[f"{signature}/unknown_item_count"] = counts
 
 
 def _fit(model, data):
@@ -192,6 +294,10 @@ def _implicit_family(model_class, item_ids, **config):
         "recommend/item_ids": ids,
         "recommend/scores": top,
     }
+    lists, _, unknown = _id_lists(rows, item_ids)
+    _with_id_forms(
+        requests, expected, {"item_ids": lists}, unknown, model.score(rows), rows != 0, item_ids
+    )
     keras_ids, _ = model.recommend(rows, k=K)  # the reference is `recommend` (None: missing)
     np.testing.assert_array_equal(keras_ids[keras_ids != None], ids[keras_ids != None])  # noqa: E711
     return model, {}, requests, expected, "rows"
@@ -218,6 +324,8 @@ def _ease():
         "recommend/item_ids": ids,
         "recommend/scores": top,
     }
+    lists, _, unknown = _id_lists(rows, ITEM_IDS)
+    _with_id_forms(requests, expected, {"item_ids": lists}, unknown, scores, rows != 0, ITEM_IDS)
     return model, {}, requests, expected, "rows"
 
 
@@ -242,6 +350,9 @@ def _cdae():
         "recommend/item_ids": ids,
         "recommend/scores": top,
     }
+    lists, _, unknown = _id_lists(rows, ITEM_IDS)
+    inputs = {"user_index": users, "item_ids": lists}
+    _with_id_forms(requests, expected, inputs, unknown, scores, rows != 0, ITEM_IDS)
     return model, {}, requests, expected, "cdae"
 
 
@@ -280,6 +391,12 @@ def _svae():
         "recommend/item_ids": ids,
         "recommend/scores": top,
     }
+    with_unknown = padded.copy()
+    with_unknown[1, len(id_sequences[1])] = UNKNOWN_INTEGER_ID  # skipped, counted
+    unknown = np.zeros(len(chosen), "int64")
+    unknown[1] = 1
+    inputs = {"item_ids": with_unknown}
+    _with_id_forms(requests, expected, inputs, unknown, scores, seen, ITEM_IDS)
     return model, {}, requests, expected, "sequences"
 
 
@@ -297,6 +414,17 @@ def _user_rating_family(model):
         "recommend/scores": top,
         "recommend/predicted_ratings": predicted,
     }
+    lists, values, unknown = _id_lists(rows, ITEM_IDS)
+    _with_id_forms(
+        requests,
+        expected,
+        {"item_ids": lists, "ratings": values},
+        unknown,
+        np.clip(raw, 1.0, 5.0),  # ranked by predicted rating, as the CLI's recommend
+        rows != 0,
+        ITEM_IDS,
+        "predicted_ratings",
+    )
     return model, {}, requests, expected, "rating_rows"
 
 
@@ -345,6 +473,19 @@ def _item_rating_family(model):
         "recommend/scores": np.vstack([top, unknown]),
         "recommend/predicted_ratings": np.vstack([predicted, unknown[:, :K]]),
     }
+    # The id form ranks by predicted rating (the default for items without ratings).
+    key = np.where(rated_items, np.clip(raw, 1.0, 5.0), 3.0)[request_users]
+    excluded = (train[request_users].toarray() != 0) | ~rated_users[request_users, None]
+    _with_id_forms(
+        requests,
+        expected,
+        {"user_id": requests["recommend/user_id"]},
+        np.zeros(len(request_users) + 1, "int64"),
+        np.vstack([key, np.zeros((1, NUM_ITEMS), "float32")]),
+        np.vstack([excluded, np.ones((1, NUM_ITEMS), bool)]),  # an unknown user: nothing
+        ITEM_IDS,
+        "predicted_ratings",
+    )
     return model, {"ratings": train}, requests, expected, "rating_pairs"
 
 
@@ -434,6 +575,9 @@ def served(built, tmp_path_factory):
 
     def export(family):
         model, kwargs, requests, expected, kind = built[family]
+        requests = {"item_vocabulary/positions": np.arange(len(model.item_ids) + 1), **requests}
+        if getattr(model, "user_ids", None) is not None:
+            requests["user_vocabulary/positions"] = np.arange(len(model.user_ids) + 1)
         path = export_saved_model(model, root / "saved_models", k=K, **kwargs)
         np.savez(root / f"{family}.requests.npz", **requests)
         return {"path": path, "expected": expected, "kind": kind}
@@ -478,7 +622,7 @@ def _isolated_environment():
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_served_signatures_match_the_keras_model(served, family):
+def test_served_signatures_match_the_keras_model(served, built, family):
     if not _selected(family):
         pytest.skip(
             f"{family} exports through the same TensorFlow subprocess as the families run "
@@ -489,28 +633,47 @@ def test_served_signatures_match_the_keras_model(served, family):
         raise result
     assert os.path.basename(result["path"]) == "1"
     structure = result["structure"]
-    assert set(structure) == {"serving_default", "recommend", "variables"}
+    signatures = SIGNATURE_NAMES[result["kind"]]
+    assert set(structure) == {*signatures, "variables", "warmup"}
+    assert sorted(structure["warmup"]) == sorted(signatures)  # every record replayed
     assert not [name for name in structure["variables"] if "optimizer" in name]
-    for signature, (inputs, outputs) in SIGNATURE_NAMES[result["kind"]].items():
+    for signature, (inputs, outputs) in signatures.items():
         assert set(structure[signature]["inputs"]) == inputs, signature
         assert set(structure[signature]["outputs"]) == outputs, signature
     expected, actual = result["expected"], result["served"]
+    # The vocabulary, position by position, then the missing id past the end.
+    model = _model(built, family)
+    vocabulary = actual.pop("item_vocabulary/item_ids")
+    np.testing.assert_array_equal(vocabulary[:-1], np.asarray(model.item_ids))
+    assert vocabulary[-1] == _missing(np.asarray(model.item_ids))
+    np.testing.assert_array_equal(actual.pop("assets/item_ids"), vocabulary[:-1].astype(str))
+    if "user_vocabulary/user_ids" in actual:
+        users = actual.pop("user_vocabulary/user_ids")
+        np.testing.assert_array_equal(users, [*model.user_ids, ""])
     assert set(actual) == set(expected)
+    ranked = {}  # signature -> the expected ranking values (k + 1 of them)
     for name, values in expected.items():
-        if name == "recommend/item_ids":
+        signature, output = name.split("/")
+        if output == "item_ids":
             continue
         served_values = actual[name]
-        if name == "recommend/scores":
-            values = values[:, :K]
+        if signature.startswith("recommend") and output in ("scores", "predicted_ratings"):
+            if values.shape[1] == K + 1:
+                ranked[signature] = values
+                values = values[:, :K]
+        if output == "unknown_item_count":
+            np.testing.assert_array_equal(served_values, values, name)
+            continue
         assert served_values.shape == values.shape, name
         np.testing.assert_array_equal(np.isneginf(served_values), np.isneginf(values), name)
         finite = np.isfinite(values)
         assert np.abs(served_values[finite] - values[finite]).max() <= TOLERANCE, name
-    untied = _untied(expected["recommend/scores"])
-    np.testing.assert_array_equal(
-        actual["recommend/item_ids"][untied], expected["recommend/item_ids"][untied]
-    )
-    assert untied.mean() > 0.8  # the comparison is not vacuous
+    assert set(ranked) == {"recommend", "recommend_ids", "recommend_ids_excluding"}
+    for signature, values in ranked.items():
+        untied = _untied(values)
+        name = f"{signature}/item_ids"
+        np.testing.assert_array_equal(actual[name][untied], expected[name][untied], name)
+        assert untied.mean() > 0.8, name  # the comparison is not vacuous
 
 
 def test_i_autorec_signatures_take_original_ids(served):
@@ -527,10 +690,28 @@ def test_i_autorec_signatures_take_original_ids(served):
     }
 
 
-def test_saved_model_cli_lists_the_documented_signatures(served):
-    result = served["i_autorec"]
-    if isinstance(result, Exception):
-        raise result
+DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
+LISTING_START = "<!-- saved_model_cli listing: generated by tests/test_export.py -->"
+LISTING_END = "<!-- end of the saved_model_cli listing -->"
+
+
+def _saved_model_cli_show(path):
+    shown = subprocess.run(
+        [SAVED_MODEL_CLI, "show", "--all", "--dir", path],
+        capture_output=True,
+        text=True,
+        env=_isolated_environment(),
+    )
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    return shown.stdout
+
+
+@pytest.mark.parametrize("family", ["mult_vae", "i_autorec"])
+def test_saved_model_cli_lists_the_documented_signatures(served, family):
+    """`saved_model_cli show --all` lists the signatures; docs/serving.md shows the same.
+
+    `KERAS_AEREC_UPDATE_DOCS=1` rewrites the docs' listing (MultVAE) from this output.
+    """
     if keras.backend.backend() != "tensorflow":
         pytest.skip(
             "the SavedModel is the same TensorFlow graph whichever backend trained "
@@ -538,23 +719,30 @@ def test_saved_model_cli_lists_the_documented_signatures(served):
         )
     if not os.path.exists(SAVED_MODEL_CLI):
         pytest.skip("saved_model_cli is not installed next to this Python")
-    shown = subprocess.run(
-        [SAVED_MODEL_CLI, "show", "--all", "--dir", result["path"]],
-        capture_output=True,
-        text=True,
-        env=_isolated_environment(),
-    )
-    assert shown.returncode == 0, shown.stderr[-2000:]
-    for text in (
-        "signature_def['serving_default']",
-        "signature_def['recommend']",
-        "inputs['user_id']",
-        "inputs['item_id']",
-        "outputs['predicted_ratings']",
-        "outputs['item_ids']",
-        "outputs['scores']",
-    ):
-        assert text in shown.stdout
+    result = served[family]
+    if isinstance(result, Exception):
+        raise result
+    shown = _saved_model_cli_show(result["path"])
+    for signature, (inputs, outputs) in SIGNATURE_NAMES[result["kind"]].items():
+        assert f"signature_def['{signature}']" in shown
+        for name in inputs:
+            assert f"inputs['{name}']" in shown
+        for name in outputs:
+            assert f"outputs['{name}']" in shown
+    if family != "mult_vae":
+        return
+    # The signature part, without the op list (its order changes from run to run).
+    listing = "```text\n" + shown.split("The MetaGraph with tag set")[0].strip() + "\n```"
+    path = os.path.join(DOCS, "serving.md")
+    with open(path, encoding="utf-8") as file:
+        text = file.read()
+    before, _, rest = text.partition(LISTING_START + "\n")
+    documented, _, after = rest.partition("\n" + LISTING_END)
+    if os.environ.get("KERAS_AEREC_UPDATE_DOCS") == "1":
+        with open(path, "w", encoding="utf-8") as file:
+            file.write(f"{before}{LISTING_START}\n{listing}\n{LISTING_END}{after}")
+        documented = listing
+    assert documented == listing, "docs/serving.md: rerun with KERAS_AEREC_UPDATE_DOCS=1"
 
 
 # === Errors and layout (the SavedModel writer is faked: no TensorFlow build needed) ===
@@ -618,6 +806,110 @@ def test_interrupted_export_leaves_no_version(tmp_path, fitted, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         export_saved_model(fitted, tmp_path / "models", k=K, name="ease")
     assert _tree(tmp_path / "models") == ["ease", "ease/3"]
+
+
+def _dead_pid():
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_leftovers_of_killed_exports_are_removed(tmp_path, fitted, fake_writer, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    root, work = tmp_path / "models" / "ease", tmp_path / "tmp"
+    dead, alive = _dead_pid(), os.getpid()
+    leftovers = [
+        root / f".tmp-next-{dead}-abc",
+        root / f".tmp-3-{dead}-xyz",
+        work / f"keras_aerec_export_{dead}_q1",
+    ]
+    kept = [
+        root / "1",  # a published version
+        root / f".tmp-next-{alive}-def",  # an export in progress
+        work / f"keras_aerec_export_{alive}_q2",
+        work / "someone_else",
+    ]
+    for folder in leftovers + kept:
+        folder.mkdir(parents=True)
+        (folder / "saved_model.pb").write_text("x")
+    assert export_saved_model(fitted, tmp_path / "models", k=K, name="ease").endswith("2")
+    assert [folder for folder in leftovers if folder.exists()] == []
+    assert all((folder / "saved_model.pb").exists() for folder in kept)
+
+
+def test_disk_full_is_one_clear_error(tmp_path, fitted, monkeypatch, capsys):
+    from tensorflow import errors
+
+    def disk_full(model, plan, arrays, path):
+        with open(os.path.join(path, "saved_model.pb"), "w") as file:
+            file.write("partial")
+        raise errors.ResourceExhaustedError(
+            None, None, f"{path}/variables/variables.data; No space left on device"
+        )
+
+    monkeypatch.setattr(saved_model, "_write_saved_model", disk_full)
+    with pytest.raises(OSError, match="No space left on the device") as raised:
+        export_saved_model(fitted, tmp_path / "models", k=K, name="ease")
+    assert raised.value.errno == errno.ENOSPC
+    assert not (tmp_path / "models").exists()
+    from keras_aerec.cli.main import logger, main
+
+    # main() points the package logger at the captured stderr: restored afterwards.
+    for name in ("handlers", "level", "propagate"):
+        monkeypatch.setattr(
+            logger, name, list(logger.handlers) if name == "handlers" else getattr(logger, name)
+        )
+    fitted.save(tmp_path / "ease.keras")
+    arguments = ["export", str(tmp_path / "ease.keras"), "--directory", str(tmp_path), "--k", "3"]
+    assert main(arguments) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "No space left on the device" in error[0], error
+
+
+def test_warmup_without_the_serving_protos_names_the_install(
+    tmp_path, fitted, fake_writer, monkeypatch
+):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        saved_model.importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "tensorflow_serving" else find_spec(name, *args),
+    )
+    with pytest.raises(ImportError, match="pip install --no-deps tensorflow-serving-api"):
+        export_saved_model(fitted, tmp_path, k=K)
+    assert _tree(tmp_path) == []
+    export_saved_model(fitted, tmp_path, k=K, name="ease", warmup=False)
+    assert fake_writer[-1]["warmup"] is False
+
+
+def test_models_config_lists_every_model_and_keeps_operator_settings(tmp_path, fitted, fake_writer):
+    export_saved_model(fitted, tmp_path, k=K, name="ease")
+    path = write_models_config(tmp_path, base_path="/models")
+    assert path == os.path.join(tmp_path, "models.config")
+    with open(path) as file:
+        text = file.read()
+    assert text == (
+        'model_config_list {\n  config {\n    name: "ease"\n'
+        '    base_path: "/models/ease"\n    model_platform: "tensorflow"\n  }\n}\n'
+    )
+    # What an operator adds by hand survives the next update: a policy, another model.
+    edited = text.replace(
+        '"tensorflow"\n', '"tensorflow"\n    model_version_policy { specific { versions: 1 } }\n'
+    ).removesuffix("}\n")
+    edited += '  config { name: "elsewhere" base_path: "/srv/x" model_platform: "tensorflow" }\n}\n'
+    with open(path, "w") as file:
+        file.write(edited)
+    export_saved_model(fitted, tmp_path, k=K, name="ease_2")
+    write_models_config(tmp_path)
+    with open(path) as file:
+        text = file.read()
+    assert f'base_path: "{tmp_path}/ease"' in text and f'base_path: "{tmp_path}/ease_2"' in text
+    assert "specific { versions: 1 }" in text and 'base_path: "/srv/x"' in text
+    assert text.count("config {") == 3 and "/models/ease" not in text
+    with open(path, "w") as file:
+        file.write("model_config_list { config { name: 'x' }")
+    with pytest.raises(ValueError, match="should be a TF Serving model config"):
+        write_models_config(tmp_path)
 
 
 def test_unfitted_model_is_refused(tmp_path, fake_writer):
@@ -690,6 +982,15 @@ def test_item_based_rating_model_needs_its_training_ratings(tmp_path, built, fit
     assert fake_writer[-1]["kind"] == "rating_pairs" and path.endswith("1")
 
 
+def test_item_based_export_refuses_a_sample_of_its_ratings(tmp_path, built, fake_writer):
+    model = _model(built, "i_autorec")
+    sample = _ratings().tolil()
+    sample[4:16] = 0  # 13 of the 24 users left without a rating
+    with pytest.raises(ValueError, match="13 of its 24 users have none"):
+        export_saved_model(model, tmp_path, k=K, ratings=sample.tocsr())
+    assert _tree(tmp_path) == []
+
+
 # === CLI ===
 
 
@@ -756,6 +1057,28 @@ def test_cli_reads_the_ratings_of_an_item_based_model(tmp_path, built, fake_writ
                 ["export", str(tmp_path / "autorec.keras"), "--directory", str(tmp_path / "out")]
             )
         )
+
+
+def test_cli_refuses_ratings_for_a_model_that_is_not_item_based(tmp_path, fitted, fake_writer):
+    fitted.save(tmp_path / "ease.keras")
+    (tmp_path / "ratings.dat").write_text("user-0::1000::5\n")
+    args = _cli_parser().parse_args(
+        ["export", str(tmp_path / "ease.keras"), "--ratings", str(tmp_path / "ratings.dat")]
+    )
+    with pytest.raises(ValueError, match="`--ratings` is only used by item-based .* for EASE "):
+        export_cli.run(args)
+
+
+def test_cli_writes_the_models_config(tmp_path, fitted, fake_writer, capsys):
+    fitted.save(tmp_path / "ease.keras")
+    out = str(tmp_path / "out")
+    arguments = ["export", str(tmp_path / "ease.keras"), "--directory", out, "--k", "3"]
+    arguments += ["--name", "ease"]
+    export_cli.run(_cli_parser().parse_args([*arguments, "--models-config", "--base-path", "/m"]))
+    assert 'base_path: "/m/ease"' in (tmp_path / "out" / "models.config").read_text()
+    assert "models.config" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="`--base-path` is only used with `--models-config`"):
+        export_cli.run(_cli_parser().parse_args([*arguments, "--base-path", "/m"]))
 
 
 def test_cli_reports_a_missing_model_file(tmp_path):

@@ -1,4 +1,11 @@
-"""`keras-aerec export`: a fitted `.keras` model as a TF Serving SavedModel."""
+"""`keras-aerec export`: a fitted `.keras` model as a TF Serving SavedModel.
+
+    keras-aerec export runs/multvae.keras --directory saved_models --k 100 --models-config
+
+writes `saved_models/<name>/<version>/` (with the item vocabulary and TF Serving warm-up
+requests) and, with `--models-config`, `saved_models/models.config` listing every model
+of the folder, for `tensorflow_model_server --model_config_file=...`.
+"""
 
 import os
 
@@ -6,9 +13,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-# `keras_aerec.export.saved_model.DEFAULT_DIRECTORY`; importing that module here would load
-# a backend for every `keras-aerec --help` (tests/test_cli.py checks the two agree).
+# `keras_aerec.export.saved_model`'s DEFAULT_DIRECTORY and MODELS_CONFIG: importing that
+# module here would load a backend for every `keras-aerec --help` (tests check they agree).
 DEFAULT_DIRECTORY = "saved_models"
+MODELS_CONFIG = "models.config"
 
 _RATINGS_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
 
@@ -41,6 +49,25 @@ def add_parser(subparsers):
         "file of user_id, item_id, rating[, timestamp] lines in original ids",
     )
     parser.add_argument("--sep", default="::", help="field separator of --ratings (default: ::)")
+    parser.add_argument(
+        "--no-warmup",
+        dest="warmup",
+        action="store_false",
+        help="do not write assets.extra/tf_serving_warmup_requests (written by default; "
+        "needs `pip install --no-deps tensorflow-serving-api`)",
+    )
+    parser.add_argument(
+        "--models-config",
+        action="store_true",
+        help=f"write or update <directory>/{MODELS_CONFIG}, one TF Serving entry per model "
+        "folder (start the server with --model_config_file=<that file>)",
+    )
+    parser.add_argument(
+        "--base-path",
+        default=None,
+        help=f"the directory as TF Serving sees it, for the base paths in {MODELS_CONFIG} "
+        "(e.g. /models in a container; default: the directory's absolute path)",
+    )
     parser.add_argument("--quiet", action="store_true", help="only warnings and errors")
     return parser
 
@@ -50,8 +77,10 @@ def run(args) -> None:
     import keras
 
     from keras_aerec.export._plan import import_custom_objects
-    from keras_aerec.export.saved_model import export_saved_model
+    from keras_aerec.export.saved_model import export_saved_model, write_models_config
 
+    if args.base_path is not None and not args.models_config:
+        raise ValueError("`--base-path` is only used with `--models-config`")
     if not os.path.isfile(args.model):
         raise FileNotFoundError(f"model file {args.model!r} not found")
     import_custom_objects()
@@ -62,11 +91,25 @@ def run(args) -> None:
             "`--ratings` should be the training ratings file of this item-based rating "
             "model: its SavedModel embeds them. Received: none"
         )
+    if not item_based and args.ratings is not None:
+        raise ValueError(
+            "`--ratings` is only used by item-based rating models (I-AutoRec, DeepRec "
+            f'variant="item"), whose SavedModel embeds them. Received: --ratings for '
+            f"{type(model).__name__} {model.name!r}"
+        )
     ratings = _read_ratings(args.ratings, args.sep, model) if args.ratings else None
     path = export_saved_model(
-        model, args.directory, version=args.version, k=args.k, name=args.name, ratings=ratings
+        model,
+        args.directory,
+        version=args.version,
+        k=args.k,
+        name=args.name,
+        ratings=ratings,
+        warmup=args.warmup,
     )
     print(f"wrote {path}")
+    if args.models_config:
+        print(f"wrote {write_models_config(args.directory, args.base_path)}")
 
 
 def _read_ratings(path, sep, model):

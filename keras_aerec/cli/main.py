@@ -177,10 +177,11 @@ _COMMANDS = {"demo": _run_demo, "benchmark": _run_benchmark}
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    common.quiet_backends(args.debug)
+    debug = getattr(args, "debug", False)
+    common.quiet_backends(debug)
     noise = common.BackendNoiseFilter()
     # Only for the real process stderr: an in-process caller (a test) captures its own.
-    if not args.debug and sys.stderr is sys.__stderr__:
+    if not debug and sys.stderr is sys.__stderr__:
         noise.start()
     common.configure_logging(args.quiet)
     try:
@@ -189,7 +190,7 @@ def main(argv=None) -> int:
         print(f"keras-aerec {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # noqa: BLE001 - every error becomes one line (see _message)
-        if args.debug:
+        if debug:
             raise
         print(f"keras-aerec {args.command}: error: {_message(error)}", file=sys.stderr)
         return 2

@@ -28,6 +28,9 @@ RATING_ROWS = "rating_rows"  # user-based rating models: a user's rating vector
 RATING_PAIRS = "rating_pairs"  # item-based rating models: (user id, item id) pairs
 
 _ENCODE_BATCH_SIZE = 1024
+# A model's training users all have ratings: more than this share without any in the
+# `ratings` given at export means they are not its training ratings (a sample, say).
+_MAX_UNRATED_USER_SHARE = 0.1
 _NOT_ELEMENTWISE = ("softmax", "log_softmax")
 
 
@@ -157,7 +160,15 @@ def _ids(ids, size):
     ids = np.asarray(ids)
     if ids.dtype.kind in "iu":
         return ids.astype("int64")
-    return ids.astype(str)
+    ids = ids.astype(str)
+    # The vocabulary files hold one id a line; "" pads id lists in requests.
+    bad = [value for value in ids.tolist() if not value or "\n" in value or "\r" in value]
+    if bad:
+        raise ValueError(
+            "String ids should be non-empty and hold no line break to be served. "
+            f"Received: {bad[0]!r}"
+        )
+    return ids
 
 
 def _rating_pairs_plan(model, ratings, side_information):
@@ -174,6 +185,13 @@ def _rating_pairs_plan(model, ratings, side_information):
     matrix.eliminate_zeros()
     matrix.sort_indices()
     num_users, num_items = matrix.shape
+    unrated = int(np.sum(np.diff(matrix.indptr) == 0))
+    if unrated > _MAX_UNRATED_USER_SHARE * num_users:
+        raise ValueError(
+            "`ratings` should be the model's training ratings (every user it was trained on "
+            f"has some); {unrated} of its {num_users} users have none, so the SavedModel "
+            f"would recommend nothing to them. Received: {matrix.nnz} ratings"
+        )
     hidden_model, kernel, bias, activation = _last_linear_map(model)
     batches = [
         _dense(rows[start : start + _ENCODE_BATCH_SIZE])

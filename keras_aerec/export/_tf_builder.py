@@ -10,6 +10,7 @@ loads without keras_aerec or Keras.
 
 import json
 import os
+import shutil
 import sys
 import traceback
 
@@ -22,6 +23,9 @@ from keras_aerec.export import _plan
 ERROR_FILE = "error.json"
 MISSING_INTEGER_ID = -1
 MISSING_STRING_ID = ""
+# Vocabulary files in the SavedModel's assets/, one id a line in column order.
+VOCABULARY_FILES = {"item_ids": "item_ids.txt", "user_ids": "user_ids.txt"}
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 _NEGATIVE_INFINITY = float("-inf")
 
 
@@ -33,10 +37,22 @@ def write_saved_model(model, plan, arrays, path):
     module.item_ids = _variable(arrays["item_ids"], "item_ids")
     string_ids = arrays["item_ids"].dtype.kind == "U"
     module.missing_item_id = MISSING_STRING_ID if string_ids else MISSING_INTEGER_ID
-    builder = _BUILDERS[plan["kind"]]
-    serve, recommend = builder(module, model, plan, arrays)
-    module.serve, module.recommend = serve, recommend
-    tf.saved_model.save(module, path, signatures={"serving_default": serve, "recommend": recommend})
+    module.item_table = _id_table(arrays["item_ids"])
+    signatures = _BUILDERS[plan["kind"]](module, model, plan, arrays)
+    signatures.update(_vocabulary_signatures(module, arrays))
+    # save() copies tracked assets into assets/; their sources live in the (staging)
+    # output folder so that nothing is left elsewhere if the process is killed.
+    sources = os.path.join(path, ".vocabulary")
+    module.vocabulary_files = [
+        tf.saved_model.Asset(_write_lines(arrays[name], os.path.join(sources, file_name)))
+        for name, file_name in VOCABULARY_FILES.items()
+        if name in arrays
+    ]
+    module.signature_functions = signatures
+    tf.saved_model.save(module, path, signatures=signatures)
+    shutil.rmtree(sources)
+    if plan.get("warmup", False):
+        _write_warmup_requests(path, plan, arrays, signatures)
 
 
 # === Shared pieces ===
@@ -57,6 +73,13 @@ def _id_table(ids):
     keys = tf.constant(ids)
     values = tf.range(len(ids), dtype=tf.int64)
     return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), -1)
+
+
+def _write_lines(ids, path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as file:
+        file.writelines(f"{value}\n" for value in ids.tolist())
+    return path
 
 
 def _top_k(module, scores, excluded, k):
@@ -84,6 +107,90 @@ def _scatter_mask(rows, columns, shape):
     return counts > 0
 
 
+def _batch_shape(ids, num_items):
+    return tf.stack([tf.shape(ids, out_type=tf.int64)[0], num_items])
+
+
+def _lookup_items(module, item_ids):
+    """Positions of a padded batch of item-id lists (-1: padding or unknown), unknowns per row.
+
+    The padding value (-1, or "" for string ids) is skipped without being counted.
+    """
+    positions = module.item_table.lookup(item_ids)
+    unknown = (positions < 0) & tf.not_equal(item_ids, module.missing_item_id)
+    return positions, tf.reduce_sum(tf.cast(unknown, tf.int64), axis=1)
+
+
+def _listed_items(module, item_ids, num_items):
+    """`(listed, unknown_count)`: a (batch x items) mask of the known ids of each list."""
+    positions, unknown = _lookup_items(module, item_ids)
+    where = tf.where(positions >= 0)
+    listed = _scatter_mask(
+        where[:, 0], tf.gather_nd(positions, where), _batch_shape(item_ids, num_items)
+    )
+    return listed, unknown
+
+
+def _id_signatures(module, specs, rank, num_items, k, value_name="scores"):
+    """`recommend_ids` and `recommend_ids_excluding`: the id-list request forms.
+
+    `rank(*inputs)` returns `(key, excluded, unknown_count)`: the ranking key of every
+    item, the items never to return and the count of unknown ids per row.
+    `recommend_ids_excluding` takes one more input, `exclude_item_ids`, a padded batch of
+    item-id lists the application wants left out (unknown ones are counted too).
+    """
+    exclude_spec = tf.TensorSpec([None, None], module.item_ids.dtype, name="exclude_item_ids")
+
+    def outputs(key, excluded, unknown):
+        item_ids, top, _, _ = _top_k(module, key, excluded, k)
+        return {"item_ids": item_ids, value_name: top, "unknown_item_count": unknown}
+
+    @tf.function(input_signature=specs)
+    def recommend_ids(*inputs):
+        return outputs(*rank(*inputs))
+
+    @tf.function(input_signature=[*specs, exclude_spec])
+    def recommend_ids_excluding(*inputs):
+        key, excluded, unknown = rank(*inputs[:-1])
+        listed, unknown_excluded = _listed_items(module, inputs[-1], num_items)
+        return outputs(key, excluded | listed, unknown + unknown_excluded)
+
+    return {"recommend_ids": recommend_ids, "recommend_ids_excluding": recommend_ids_excluding}
+
+
+def _vocabulary_signatures(module, arrays):
+    """`item_vocabulary` (and `user_vocabulary` where users are inputs): id of each position.
+
+    Positions past the end (or negative) give the missing id, so a client that only
+    speaks to TF Serving pages through the vocabulary until it sees one. (TF Serving's
+    REST API refuses a signature without inputs, hence `positions`.)
+    """
+    positions = tf.TensorSpec([None], tf.int64, name="positions")
+
+    def lookup(ids, missing, positions):
+        inside = (positions >= 0) & (positions < tf.size(ids, out_type=tf.int64))
+        found = tf.gather(ids, tf.where(inside, positions, 0))
+        return tf.where(inside, found, tf.constant(missing, dtype=ids.dtype))
+
+    @tf.function(input_signature=[positions])
+    def item_vocabulary(positions):
+        return {"item_ids": lookup(module.item_ids, module.missing_item_id, positions)}
+
+    signatures = {"item_vocabulary": item_vocabulary}
+    if "user_ids" in arrays:
+        module.user_ids = _variable(arrays["user_ids"], "user_ids")
+        missing_user = (
+            MISSING_STRING_ID if arrays["user_ids"].dtype.kind == "U" else MISSING_INTEGER_ID
+        )
+
+        @tf.function(input_signature=[positions])
+        def user_vocabulary(positions):
+            return {"user_ids": lookup(module.user_ids, missing_user, positions)}
+
+        signatures["user_vocabulary"] = user_vocabulary
+    return signatures
+
+
 # === Implicit models ===
 
 
@@ -101,15 +208,22 @@ def _rows(module, model, plan, arrays):
         item_ids, top_scores, _, _ = _top_k(module, scores, user_items != 0, k)
         return {"item_ids": item_ids, "scores": top_scores}
 
-    return serve, recommend
+    def rank(item_ids):
+        listed, unknown = _listed_items(module, item_ids, num_items)
+        return _float(model(_float(listed), training=False)), listed, unknown
+
+    specs = [_id_spec(arrays["item_ids"], [None, None], "item_ids")]
+    return {
+        "serving_default": serve,
+        "recommend": recommend,
+        **_id_signatures(module, specs, rank, num_items, k),
+    }
 
 
 def _cdae(module, model, plan, arrays):
     num_items, num_users, k = plan["num_items"], plan["num_users"], plan["k"]
-    specs = [
-        tf.TensorSpec([None], tf.int64, name="user_index"),
-        tf.TensorSpec([None, num_items], tf.float32, name="user_items"),
-    ]
+    user_index = tf.TensorSpec([None], tf.int64, name="user_index")
+    specs = [user_index, tf.TensorSpec([None, num_items], tf.float32, name="user_items")]
 
     def scores_of(user_index, user_items):
         # A position outside the training users is a new user (-1): scored from the row.
@@ -127,12 +241,20 @@ def _cdae(module, model, plan, arrays):
         item_ids, top_scores, _, _ = _top_k(module, scores, user_items != 0, k)
         return {"item_ids": item_ids, "scores": top_scores}
 
-    return serve, recommend
+    def rank(user_index, item_ids):
+        listed, unknown = _listed_items(module, item_ids, num_items)
+        return scores_of(user_index, _float(listed)), listed, unknown
+
+    id_specs = [user_index, _id_spec(arrays["item_ids"], [None, None], "item_ids")]
+    return {
+        "serving_default": serve,
+        "recommend": recommend,
+        **_id_signatures(module, id_specs, rank, num_items, k),
+    }
 
 
 def _sequences(module, model, plan, arrays):
     num_items, max_len, k = plan["num_items"], plan["max_len"], plan["k"]
-    module.item_table = _id_table(arrays["item_ids"])
     spec = _id_spec(arrays["item_ids"], [None, None], "sequences")
     layers = {
         name: model.get_layer(name)
@@ -159,25 +281,30 @@ def _sequences(module, model, plan, arrays):
         scores = _float(layers["logits"](layers["decoder"](code)))
         # A sequence without any known item has nothing to predict from.
         scores = tf.where(lengths[:, None] > 0, scores, _NEGATIVE_INFINITY)
-        return positions, known, scores
+        return scores
 
     @tf.function(input_signature=[spec])
     def serve(sequences):
-        return {"scores": positions_and_scores(sequences)[2]}
+        return {"scores": positions_and_scores(sequences)}
 
     @tf.function(input_signature=[spec])
     def recommend(sequences):
-        positions, known, scores = positions_and_scores(sequences)
-        where_known = tf.where(known)
-        seen = _scatter_mask(
-            where_known[:, 0],
-            tf.gather_nd(positions, where_known),
-            tf.stack([tf.shape(positions, out_type=tf.int64)[0], num_items]),
-        )
+        scores = positions_and_scores(sequences)
+        seen, _ = _listed_items(module, sequences, num_items)
         item_ids, top_scores, _, _ = _top_k(module, scores, seen, k)
         return {"item_ids": item_ids, "scores": top_scores}
 
-    return serve, recommend
+    def rank(item_ids):
+        listed, unknown = _listed_items(module, item_ids, num_items)
+        return positions_and_scores(item_ids), listed, unknown
+
+    # The id-list form of SVAE is its sequence, oldest first, under the common name.
+    id_specs = [_id_spec(arrays["item_ids"], [None, None], "item_ids")]
+    return {
+        "serving_default": serve,
+        "recommend": recommend,
+        **_id_signatures(module, id_specs, rank, num_items, k),
+    }
 
 
 # === Rating models ===
@@ -187,8 +314,14 @@ def _rating_rows(module, model, plan, arrays):
     num_items, side_size, k = plan["num_items"], plan["side_information_size"], plan["k"]
     low, high = plan["rating_range"]
     specs = [tf.TensorSpec([None, num_items], tf.float32, name="ratings")]
+    id_specs = [
+        _id_spec(arrays["item_ids"], [None, None], "item_ids"),
+        tf.TensorSpec([None, None], tf.float32, name="ratings"),
+    ]
     if side_size:
-        specs.append(tf.TensorSpec([None, side_size], tf.float32, name="side_information"))
+        side = tf.TensorSpec([None, side_size], tf.float32, name="side_information")
+        specs.append(side)
+        id_specs.append(side)
 
     def reconstruct(ratings, side_information=None):
         inputs = (
@@ -207,7 +340,23 @@ def _rating_rows(module, model, plan, arrays):
         predicted = tf.where(missing, _NEGATIVE_INFINITY, tf.clip_by_value(top_scores, low, high))
         return {"item_ids": item_ids, "scores": top_scores, "predicted_ratings": predicted}
 
-    return serve, recommend
+    def rank(item_ids, ratings, *side_information):
+        # The user's ratings as a dense row; an id listed twice has its ratings added.
+        positions, unknown = _lookup_items(module, item_ids)
+        where = tf.where(positions >= 0)
+        pairs = tf.stack([where[:, 0], tf.gather_nd(positions, where)], axis=1)
+        shape = _batch_shape(item_ids, num_items)
+        dense = tf.scatter_nd(pairs, tf.gather_nd(ratings, where), shape)
+        rated = _scatter_mask(pairs[:, 0], pairs[:, 1], shape)
+        # Ranked by predicted rating, as `recommend` on the command line (ties: lower position).
+        predicted = tf.clip_by_value(reconstruct(dense, *side_information), low, high)
+        return predicted, rated, unknown
+
+    return {
+        "serving_default": serve,
+        "recommend": recommend,
+        **_id_signatures(module, id_specs, rank, num_items, k, "predicted_ratings"),
+    }
 
 
 def _rating_pairs(module, model, plan, arrays):
@@ -216,7 +365,6 @@ def _rating_pairs(module, model, plan, arrays):
     low, high = plan["rating_range"]
     activation = keras.activations.get(plan["activation"])
     module.user_table = _id_table(arrays["user_ids"])
-    module.item_table = _id_table(arrays["item_ids"])
     for name in ("item_codes", "bias", "user_rated", "item_rated", "indptr", "indices"):
         setattr(module, name, _variable(arrays[name], name))
     module.user_weights = _variable(arrays["kernel"].T, "user_weights")  # users x hidden
@@ -242,8 +390,8 @@ def _rating_pairs(module, model, plan, arrays):
         seen = user_rated & (items >= 0) & tf.gather(module.item_rated, items_clamped)
         return {"predicted_ratings": tf.where(seen, tf.clip_by_value(raw, low, high), default)}
 
-    @tf.function(input_signature=[user_spec])
-    def recommend(user_id):
+    def scores_of(user_id):
+        """Every item's score for the users (`default` for items without ratings), excluded."""
         users, user_rated = user_positions(user_id)
         raw = (
             tf.matmul(tf.gather(module.user_weights, users), module.item_codes, transpose_b=True)
@@ -257,9 +405,13 @@ def _rating_pairs(module, model, plan, arrays):
         rated = _scatter_mask(
             entries.value_rowids(),
             tf.gather(module.indices, entries.flat_values),
-            tf.stack([tf.shape(users, out_type=tf.int64)[0], num_items]),
+            _batch_shape(users, num_items),
         )
-        excluded = rated | ~user_rated[:, None]  # unknown users get no recommendation
+        return scores, rated | ~user_rated[:, None]  # unknown users get no recommendation
+
+    @tf.function(input_signature=[user_spec])
+    def recommend(user_id):
+        scores, excluded = scores_of(user_id)
         item_ids, top_scores, top_items, missing = _top_k(module, scores, excluded, k)
         clipped = tf.where(
             tf.gather(module.item_rated, top_items),
@@ -269,7 +421,19 @@ def _rating_pairs(module, model, plan, arrays):
         predicted = tf.where(missing, _NEGATIVE_INFINITY, clipped)
         return {"item_ids": item_ids, "scores": top_scores, "predicted_ratings": predicted}
 
-    return serve, recommend
+    def rank(user_id):
+        # Ranked by predicted rating, as `recommend` on the command line (ties: lower position).
+        scores, excluded = scores_of(user_id)
+        predicted = tf.where(
+            module.item_rated[None, :], tf.clip_by_value(scores, low, high), scores
+        )
+        return predicted, excluded, tf.zeros_like(user_id, dtype=tf.int64)
+
+    return {
+        "serving_default": serve,
+        "recommend": recommend,
+        **_id_signatures(module, [user_spec], rank, num_items, k, "predicted_ratings"),
+    }
 
 
 def _float(tensor):
@@ -283,6 +447,51 @@ _BUILDERS = {
     _plan.RATING_ROWS: _rating_rows,
     _plan.RATING_PAIRS: _rating_pairs,
 }
+
+
+# === TF Serving warm-up ===
+
+
+def _write_warmup_requests(path, plan, arrays, signatures):
+    """`assets.extra/tf_serving_warmup_requests`: one small PredictLog per signature.
+
+    TF Serving replays these records when it loads the version, so that the first client
+    request does not pay for the graph's first run.
+    """
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    os.makedirs(os.path.join(path, os.path.dirname(WARMUP_FILE)), exist_ok=True)
+    with tf.io.TFRecordWriter(os.path.join(path, WARMUP_FILE)) as writer:
+        for name, function in signatures.items():
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=plan["model_name"], signature_name=name)
+            )
+            for spec in function.input_signature:
+                request.inputs[spec.name].CopyFrom(tf.make_tensor_proto(warmup_input(spec, arrays)))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
+            writer.write(log.SerializeToString())
+
+
+def warmup_input(spec, arrays):
+    """A two-row request value for the input `spec`: real ids, padding, a new user."""
+    ids = arrays["user_ids" if spec.name == "user_id" else "item_ids"]
+    example = np.resize(ids, 3)
+    padding = MISSING_STRING_ID if ids.dtype.kind == "U" else MISSING_INTEGER_ID
+    if spec.name == "user_index":
+        return np.array([0, -1], dtype="int64")
+    if spec.name == "positions":
+        return np.array([0, len(ids)], dtype="int64")  # an id, and past the end
+    if spec.shape.rank == 1:  # user_id, item_id
+        return example[:2]
+    if spec.shape[1] is not None:  # a dense row over the items, or side information
+        values = np.zeros((2, spec.shape[1]), dtype="float32")
+        values[0, 0] = 1.0
+        return values
+    if spec.dtype == tf.float32:  # the ratings of an id list
+        return np.array([[4.0, 3.0], [5.0, 0.0]], dtype="float32")
+    return np.array([example[:2], [example[2], padding]], dtype=example.dtype)
 
 
 # === Subprocess entry point ===

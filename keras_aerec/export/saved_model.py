@@ -1,17 +1,22 @@
 """`export_saved_model`: a TF Serving SavedModel of a fitted model, from any backend.
 
-The SavedModel has two signatures (documented in docs/serving.md): `serving_default`
-returns scores (predicted ratings for AutoRec/DeepRec, item scores for the others) and
-`recommend` the top-k items, in original ids, with the user's seen items excluded, all
-computed in the graph. It is written as `<directory>/<name>/<version>/`, the layout TF
-Serving watches, atomically: built in a hidden staging folder of `<directory>/<name>/`
-and renamed to `<version>` only when complete.
+The SavedModel's signatures (documented in docs/serving.md), all computed in the graph:
+`serving_default` returns scores (predicted ratings for AutoRec/DeepRec, item scores for
+the others); `recommend` the top-k items, in original ids, with the user's seen items
+excluded; `recommend_ids` and `recommend_ids_excluding` the same from lists of item ids
+(the id-list request form), the second also leaving out the ids a request names;
+`item_vocabulary` the item id of each column (also in `assets/item_ids.txt`). TF
+Serving warm-up requests go to `assets.extra/`. It is written as
+`<directory>/<name>/<version>/`, the layout TF Serving watches, atomically: built in a
+hidden staging folder of `<directory>/<name>/` and renamed to `<version>` only when
+complete.
 
 Under the TensorFlow backend the graph is built in-process. Under JAX and PyTorch the
 model goes through a temporary `.keras` file, reloaded under TensorFlow in a
 subprocess, which builds and writes the same graph.
 """
 
+import errno
 import importlib.util
 import json
 import logging
@@ -32,11 +37,29 @@ from keras_aerec.export import _plan
 logger = logging.getLogger("keras_aerec.export")
 
 DEFAULT_DIRECTORY = "saved_models"
-SIGNATURES = ("serving_default", "recommend")
+SIGNATURES = (
+    "serving_default",
+    "recommend",
+    "recommend_ids",
+    "recommend_ids_excluding",
+    "item_vocabulary",
+)
+MODELS_CONFIG = "models.config"
 
 _VERSION_NAME = re.compile(r"[0-9]+")
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _STAGING_PREFIX = ".tmp-"
+# Leftovers of killed exports: `<root>/.tmp-<version|next>-<pid>-*` staging folders and,
+# off TensorFlow, `<tmp>/keras_aerec_export_<pid>_*` work folders.
+_STAGING_NAME = re.compile(r"\.tmp-(?:next|[0-9]+)-([0-9]+)-.+")
+_WORK_PREFIX = "keras_aerec_export_"
+_WORK_NAME = re.compile(_WORK_PREFIX + r"([0-9]+)_.+")
+_SERVING_API_MISSING = (
+    "Writing TF Serving warm-up requests needs the `tensorflow-serving-api` protos: "
+    "`pip install --no-deps tensorflow-serving-api` (its requirements pin the full "
+    "`tensorflow` package, which would replace `tensorflow-cpu`), or export with "
+    "`warmup=False` (`--no-warmup`)."
+)
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -49,6 +72,7 @@ def export_saved_model(
     name: str | None = None,
     ratings=None,
     side_information=None,
+    warmup: bool = True,
 ) -> str:
     """Exports a fitted model as a TF Serving SavedModel with score and top-k signatures.
 
@@ -66,6 +90,12 @@ def export_saved_model(
       `item_id` (original ids) -> `predicted_ratings`, as `predict_ratings`;
       `recommend`: `user_id` -> the user's top-k unrated items.
 
+    Every family also has `recommend_ids` (the same inputs with lists of original item
+    ids in place of dense rows, padded with -1 or "", unknown ids skipped and counted in
+    `unknown_item_count`; I-AutoRec: `user_id`) and `recommend_ids_excluding` (one more
+    input, `exclude_item_ids`), and `item_vocabulary` (`positions` -> `item_ids`; past
+    the end: the missing id).
+
     Items are in the model's `item_ids` order; outputs carry original ids, with -1 (or
     "") and a score of `-inf` where a row has fewer than `k` eligible items.
 
@@ -82,6 +112,8 @@ def export_saved_model(
             item-based rating model (I-AutoRec) and rejected otherwise.
         side_information: item side information for an item-based rating model built
             with `side_information_size > 0`.
+        warmup: write `assets.extra/tf_serving_warmup_requests`, one request per
+            signature, which TF Serving replays at load. Needs `tensorflow-serving-api`.
 
     Returns:
         The path of the written version folder, `<directory>/<name>/<version>`.
@@ -90,7 +122,9 @@ def export_saved_model(
         ValueError: for an unsupported or unfitted model, `k` outside the catalogue, a
             bad `version` or `name`, an existing version, or a target folder that is not
             a model root. Nothing is written or overwritten then.
-        ImportError: when TensorFlow is not installed.
+        ImportError: when TensorFlow (or, with `warmup`, tensorflow-serving-api) is not
+            installed.
+        OSError: when the disk fills up during the export (nothing is published).
 
     Example:
 
@@ -104,7 +138,10 @@ def export_saved_model(
             "Exporting a SavedModel needs TensorFlow, whichever backend trained the model: "
             "`pip install 'keras-aerec[tensorflow]'`."
         )
+    if warmup and importlib.util.find_spec("tensorflow_serving") is None:
+        raise ImportError(_SERVING_API_MISSING)
     name = _check_name(model.name if name is None else name)
+    plan["model_name"], plan["warmup"] = name, bool(warmup)
     if version is not None:
         version = _check_version(version)
     directory = os.fspath(directory)
@@ -117,6 +154,7 @@ def export_saved_model(
             f"Received: version={version}"
         )
     created = _make_directories(root)
+    _remove_leftovers(root)
     staging = tempfile.mkdtemp(
         prefix=f"{_STAGING_PREFIX}{'next' if version is None else version}-{os.getpid()}-",
         dir=root,
@@ -126,10 +164,16 @@ def export_saved_model(
         os.chmod(staging, stat.S_IMODE(os.stat(root).st_mode))
         _write_saved_model(model, plan, arrays, staging)
         path = _publish(staging, root, version)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
         for folder in reversed(created):
             _remove_if_empty(folder)
+        if _is_disk_full(error):
+            raise OSError(
+                errno.ENOSPC,
+                f"No space left on the device while writing the SavedModel into {root!r}; "
+                "nothing was published",
+            ) from None
         raise
     logger.info("exported %s (%s) to %s", model.name, plan["kind"], path)
     return path
@@ -211,6 +255,41 @@ def _join(root, version):
     return os.path.join(root, str(version))
 
 
+def _remove_leftovers(root):
+    """Removes staging and work folders left by killed exports (their process is gone).
+
+    Only names this module creates are touched, and only when the process id they carry
+    is not running: published versions and running exports are never affected.
+    """
+    for folder, pattern in ((root, _STAGING_NAME), (tempfile.gettempdir(), _WORK_NAME)):
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            match = pattern.fullmatch(entry.name)
+            if match and entry.is_dir(follow_symlinks=False) and not _running(int(match[1])):
+                logger.info("removing %s, left by an interrupted export", entry.path)
+                shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process, or no way to tell: keep its folder
+        return True
+    return True
+
+
+def _is_disk_full(error):
+    """ENOSPC from Python, or TensorFlow's error for it (in-process or in the subprocess)."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    return "No space left on device" in str(error)
+
+
 def _publish(staging, root, version):
     """Renames the complete SavedModel to its version folder (the next free one if None)."""
     while True:
@@ -245,7 +324,7 @@ def _write_saved_model(model, plan, arrays, path):
 
 def _write_in_tensorflow_subprocess(model, plan, arrays, output_dir):
     """Saves the model as `.keras`, rebuilds it under TensorFlow in a subprocess."""
-    with tempfile.TemporaryDirectory(prefix="keras_aerec_export_") as work_dir:
+    with tempfile.TemporaryDirectory(prefix=f"{_WORK_PREFIX}{os.getpid()}_") as work_dir:
         if plan["needs_model"]:
             model.save(os.path.join(work_dir, "model.keras"))
         np.savez(os.path.join(work_dir, "arrays.npz"), **arrays)
@@ -280,3 +359,117 @@ def _write_in_tensorflow_subprocess(model, plan, arrays, output_dir):
         raise RuntimeError(
             f"The TensorFlow export subprocess exited with code {result.returncode}:\n{tail}"
         )
+
+
+# === TF Serving model config ===
+
+
+def write_models_config(
+    directory: str | os.PathLike = DEFAULT_DIRECTORY, base_path: str | None = None
+) -> str:
+    """Writes or updates `<directory>/models.config`: one entry per model root.
+
+    TF Serving started with `--model_config_file=<directory>/models.config` then serves
+    every model of the folder, each under its folder name. Entries of the existing file
+    are kept (with their version policies and labels); those of the folder's models get
+    their `base_path` updated, and models without one get a new entry.
+
+    Args:
+        directory: the folder of model roots written by `export_saved_model`.
+        base_path: the folder as TF Serving sees it (`/models` when it is mounted there
+            in a container); defaults to the absolute path of `directory`.
+
+    Returns:
+        The path of the written file.
+
+    Example:
+
+    >>> write_models_config("saved_models", base_path="/models")  # doctest: +SKIP
+    'saved_models/models.config'
+    """
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        raise ValueError(
+            f"`directory` should be a folder of model roots. Received: {directory!r}, "
+            "which is not a folder"
+        )
+    base_path = os.path.abspath(directory) if base_path is None else base_path
+    names = sorted(
+        entry.name
+        for entry in os.scandir(directory)
+        if entry.is_dir() and _MODEL_NAME.fullmatch(entry.name) and _has_version(entry.path)
+    )
+    path = os.path.join(directory, MODELS_CONFIG)
+    blocks = []
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as file:
+            blocks = _config_blocks(file.read(), path)
+    entries, listed = [], set()
+    for block in blocks:
+        name = re.search(r'\bname\s*:\s*"([^"]*)"', block)
+        name = name[1] if name else None
+        if name in names:
+            listed.add(name)
+            block = re.sub(
+                r'\bbase_path\s*:\s*"(?:[^"\\]|\\.)*"',
+                lambda _, name=name: f"base_path: {_quoted(base_path, name)}",
+                block,
+            )
+        entries.append(block)
+    entries += [
+        f'config {{\n    name: "{name}"\n    base_path: {_quoted(base_path, name)}\n'
+        '    model_platform: "tensorflow"\n  }'
+        for name in names
+        if name not in listed
+    ]
+    text = "model_config_list {\n" + "".join(f"  {entry}\n" for entry in entries) + "}\n"
+    temporary = os.path.join(directory, f".{MODELS_CONFIG}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return path
+
+
+def _has_version(root):
+    return any(_VERSION_NAME.fullmatch(entry.name) and entry.is_dir() for entry in os.scandir(root))
+
+
+def _quoted(base_path, name):
+    return json.dumps(f"{base_path.rstrip('/')}/{name}")
+
+
+def _config_blocks(text, path):
+    """The `config { ... }` entries of a `model_config_list`, verbatim, in file order."""
+    body = re.fullmatch(r"\s*model_config_list\s*:?\s*\{(.*)\}\s*", text, re.DOTALL)
+    if body is None:
+        raise ValueError(
+            f"{path!r} should be a TF Serving model config (`model_config_list {{ ... }}`); "
+            "it was left as it is"
+        )
+    body = body[1]
+    blocks, depth, start, in_string, escaped = [], 0, None, False, False
+    for index, character in enumerate(body):
+        if in_string:
+            in_string = escaped or character != '"'
+            escaped = not escaped and character == "\\"
+            continue
+        if character == '"':
+            in_string = True
+        elif character == "{":
+            if depth == 0:
+                start = body.rfind("config", 0, index)
+            depth += 1
+        elif character == "}":
+            depth -= 1
+            if depth == 0:
+                blocks.append(body[start : index + 1])
+    if depth != 0 or start is None and body.strip():
+        raise ValueError(
+            f"{path!r} should be a TF Serving model config with balanced braces; "
+            "it was left as it is"
+        )
+    return blocks

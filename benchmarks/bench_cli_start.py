@@ -28,7 +28,7 @@ def _time_help(checkout: str, runs: int) -> dict:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "keras_aerec.cli.main", "--help"],
+            [sys.executable, "-m", "keras_aerec_cli", "--help"],
             env={**os.environ, "PYTHONPATH": checkout},
             cwd=checkout,
             capture_output=True,
@@ -63,7 +63,7 @@ def main() -> None:
                 "what": f"keras-aerec --help, {label}",
                 "command": "python benchmarks/bench_cli_start.py"
                 + (" --baseline CHECKOUT" if args.baseline else ""),
-                "code": ["keras_aerec/cli/main.py", "keras_aerec/cli/common.py"],
+                "code": ["keras_aerec_cli.py", "keras_aerec/__init__.py", "keras_aerec/cli/main.py", "keras_aerec/cli/common.py"],
                 "commit": commit if checkout == ROOT else "baseline",
                 "date": datetime.date.today().isoformat(),
                 "machine": f"{os.cpu_count()}-core {platform.machine()} VM, no GPU",

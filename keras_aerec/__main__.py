@@ -1,5 +1,5 @@
 import sys
 
-from keras_aerec.cli.main import main
+from keras_aerec_cli import main
 
 sys.exit(main())

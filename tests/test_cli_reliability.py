@@ -47,7 +47,7 @@ def _one_line_error(err: str) -> str:
 def test_help_imports_no_backend_and_is_fast():
     code = (
         "import sys\n"
-        "from keras_aerec.cli.main import build_parser\n"
+        "from keras_aerec_cli import build_parser\n"
         "parser = build_parser()\n"
         "for command in ('', 'demo', 'benchmark', 'train', 'evaluate', 'recommend', 'export', 'tune'):\n"
         "    try:\n"
@@ -60,12 +60,23 @@ def test_help_imports_no_backend_and_is_fast():
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    help_run = _subprocess(["-m", "keras_aerec.cli.main", "--help"])
+    help_run = _subprocess(["-m", "keras_aerec_cli", "--help"])
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     # CPU time rather than wall time: the figure must not depend on the machine's load.
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     assert help_run.returncode == 0 and "train" in help_run.stdout
     assert cpu < 1.5, f"--help took {cpu:.2f} s of CPU"
+
+
+def test_import_keras_aerec_registers_models_for_load_model():
+    # The command defers the imports; a plain `import keras_aerec` must not.
+    code = (
+        "import keras, keras_aerec\n"
+        "print('keras_aerec>MultVAE' in keras.saving.get_custom_objects())\n"
+    )
+    result = _subprocess(["-c", code])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "True"
 
 
 def test_version(capsys):
@@ -346,7 +357,7 @@ def test_leftovers_of_dead_processes_are_removed(tmp_path):
 def test_train_resumes_after_kill_and_prints_no_backend_noise(tmp_path):
     # CDAE's tracing makes TensorFlow log `E0000 ... tfg_optimizer ... empty op name`.
     output = tmp_path / "m.keras"
-    argv = ["-m", "keras_aerec.cli.main", "train", "cdae", "--protocol", "recbole", "--quick"]
+    argv = ["-m", "keras_aerec_cli", "train", "cdae", "--protocol", "recbole", "--quick"]
     argv += ["--epochs", "6", "--set", "learning_rate=0.002", "--output", str(output)]
     env = {**os.environ, "PYTHONPATH": ROOT}
     process = subprocess.Popen(

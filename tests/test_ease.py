@@ -114,6 +114,8 @@ def test_scoring_before_fit_and_fitting_nothing_are_refused():
         EASE(NUM_ITEMS).fit(np.zeros((3, NUM_ITEMS)))
     with pytest.raises(ValueError, match="should be a CSR matrix or dense array"):
         EASE(NUM_ITEMS).fit(iter([rows(2)]))
+    with pytest.raises(ValueError, match="should be a 2D matrix"):
+        EASE().fit(np.ones(NUM_ITEMS))
 
 
 @pytest.mark.backend

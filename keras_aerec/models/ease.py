@@ -376,7 +376,8 @@ class EASE(TopNRecommender, keras.Model):
             )
             if kept is not None:
                 rows = rows[:, kept]
-                validation = validation and tuple(part[:, kept] for part in validation)
+                if validation is not None:
+                    validation = tuple(part[:, kept] for part in validation)
             self.selected_l2, weights = select_l2_and_fit(rows, self.l2_grid, validation)
         else:
             weights = closed_form_weights(rows if kept is None else rows[:, kept], self.l2)
@@ -426,14 +427,18 @@ class EASE(TopNRecommender, keras.Model):
 def training_rows(x):
     """The users x items matrix of `EASE.fit`'s `x` (CSR, dense or `RowBatches`)."""
     if isinstance(x, RowBatches):
-        return x.x[x.rows]
-    if sp.issparse(x) or isinstance(x, np.ndarray | list):
-        return x
-    raise ValueError(
-        "EASE.fit solves a closed form on the whole matrix: `x` should be a CSR matrix or "
-        "dense array of users x items (or a `RowBatches` over one). "
-        f"Received: x of type {type(x).__name__}"
-    )
+        x = x.x[x.rows]
+    elif isinstance(x, list):
+        x = np.asarray(x, dtype="float32")
+    if not (sp.issparse(x) or isinstance(x, np.ndarray)):
+        raise ValueError(
+            "EASE.fit solves a closed form on the whole matrix: `x` should be a CSR matrix "
+            "or dense array of users x items (or a `RowBatches` over one). "
+            f"Received: x of type {type(x).__name__}"
+        )
+    if x.ndim != 2:
+        raise ValueError(f"`x` should be a 2D matrix (users x items). Received: x.shape={x.shape}")
+    return x
 
 
 def validation_rows(validation_data, num_items):
@@ -594,5 +599,5 @@ def _release_after(buffer, used_bytes):
     """Returns the pages of `buffer` past `used_bytes` to the OS (where `madvise` exists)."""
     page = mmap.PAGESIZE
     start = -(-used_bytes // page) * page
-    if hasattr(buffer, "madvise") and start < len(buffer):
+    if hasattr(mmap, "MADV_DONTNEED") and start < len(buffer):
         buffer.madvise(mmap.MADV_DONTNEED, start, len(buffer) - start)

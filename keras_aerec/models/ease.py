@@ -467,7 +467,7 @@ def validation_rows(validation_data, num_items):
 def closed_form_weights(user_items: sp.csr_matrix, l2: float) -> np.ndarray:
     """EASE's B as float32 (num_items x num_items), solved in float64."""
     solve = _solve_matrix(user_items.shape[1])
-    _add_gram(user_items, solve)
+    _write_gram(user_items, solve)
     return _weights_in_place(solve, l2)
 
 
@@ -480,7 +480,7 @@ def select_l2_and_fit(user_items, l2_grid, validation=None):
     num_items = user_items.shape[1]
     # Counts are exact in float32 (up to 2**24 users): half the memory of float64.
     gram = np.zeros((num_items, num_items), dtype=_gram_dtype(train))
-    _add_gram(train, gram)
+    _write_gram(train, gram)
     k = min(_AUTO_K, num_items)
     curve = {}
     for l2 in l2_grid:
@@ -496,7 +496,7 @@ def select_l2_and_fit(user_items, l2_grid, validation=None):
     solve[...] = gram
     del gram
     if validation_users is not None:
-        _add_gram(validation_users, solve)
+        _write_gram(validation_users, solve, accumulate=True)
     return best, _weights_in_place(solve, best)
 
 
@@ -536,14 +536,23 @@ def _gram_dtype(user_items):
     return np.float32 if integral and user_items.shape[0] < 2**24 else np.float64
 
 
-def _add_gram(user_items, out):
-    """`out += X^T X`, a block of rows at a time so the sparse product stays small."""
-    columns = sp.csc_matrix(user_items, dtype=_gram_dtype(user_items))
+def _write_gram(user_items, out, accumulate=False):
+    """`out = X^T X` (`+=` with `accumulate`), a block of rows at a time.
+
+    Blocks keep the sparse product's temporaries small next to the dense matrix.
+    """
+    dtype = _gram_dtype(user_items)
+    columns = sp.csc_matrix(user_items, dtype=dtype)
+    rows = sp.csr_matrix(columns)
     num_items = columns.shape[1]
     block = max(1, _GRAM_BLOCK_ENTRIES // num_items)
     for start in range(0, num_items, block):
         stop = min(start + block, num_items)
-        out[start:stop] += (columns[:, start:stop].T @ columns).toarray()
+        product = (columns[:, start:stop].T @ rows).astype(out.dtype, copy=False)
+        if accumulate:
+            out[start:stop] += product.toarray()
+        else:
+            product.toarray(out=out[start:stop])
 
 
 def _solve_matrix(num_items):

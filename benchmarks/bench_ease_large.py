@@ -61,14 +61,14 @@ def _rss_bytes():
     return 0
 
 
-def _child(num_users, num_items):
+def _child(num_users, num_items, l2):
     import keras
 
     from keras_aerec.models.ease import EASE, ease_memory_bytes
 
     x = power_law_catalogue(num_users, num_items)
     before = _rss_bytes()
-    model = EASE(num_items=num_items, l2=500.0)
+    model = EASE(num_items=num_items, l2=l2)
     start = time.perf_counter()
     model.fit(x)
     fit_s = time.perf_counter() - start
@@ -86,7 +86,8 @@ def _child(num_users, num_items):
                 "fit_s": fit_s,
                 "peak_rss_gb": peak / 1e9,
                 "rss_before_model_gb": before / 1e9,
-                "estimate_gb": ease_memory_bytes(num_items) / 1e9,
+                "estimate_gb": ease_memory_bytes(num_items, dtype=model.solve_dtype) / 1e9,
+                "solve_dtype": model.solve_dtype,
                 "finite_scores": bool(np.isfinite(scores).all()),
             }
         )
@@ -112,13 +113,21 @@ def crash_check(num_items):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, nargs="+", default=[16_000, 20_000])
+    parser.add_argument(
+        "--l2",
+        type=float,
+        nargs="+",
+        default=[500.0, 100.0],
+        help="penalties: the first at every size, the others at the first size (500 solves "
+        "these catalogues in float32, 100 in float64)",
+    )
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--crash-items", type=int, default=16_000)
     parser.add_argument("--skip-crash-check", action="store_true")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _child(args.users, args.child)
+        _child(args.users, args.child, args.l2[0])
         return
     from threadpoolctl import threadpool_info
 
@@ -130,6 +139,7 @@ def main():
         for i in threadpool_info()
     ]
     common = {
+        "section": "EASE",
         "code": CODE,
         "commit": commit,
         "date": time.strftime("%Y-%m-%d"),
@@ -140,14 +150,57 @@ def main():
         "published": {"value": None, "source": None},
     }
     figures = []
+
+    def record(figure):
+        figures.append({**common, **figure})
+        print(json.dumps(figure["metrics"]), figure["notes"], flush=True)
+        os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
+        with open(RESULTS, "w") as out:
+            json.dump({"title": "EASE on large catalogues", "figures": figures}, out, indent=1)
+
+    runs = [(num_items, args.l2[0]) for num_items in args.items]
+    runs += [(args.items[0], l2) for l2 in args.l2[1:]]
+    for num_items, l2 in runs:
+        load = os.getloadavg()[0]
+        command = [sys.executable, __file__, "--child", str(num_items)]
+        command += ["--users", str(args.users), "--l2", str(l2)]
+        run = subprocess.run(command, capture_output=True, text=True)
+        if run.returncode != 0:
+            raise SystemExit(
+                f"child for {num_items} items exited {run.returncode}: {run.stderr[-2000:]}"
+            )
+        result = json.loads(run.stdout.strip().splitlines()[-1])
+        predicted = result["rss_before_model_gb"] + result["estimate_gb"]
+        record(
+            {
+                "backend": result["backend"],
+                "what": f"EASE.fit (l2={l2:g}, {result['solve_dtype']} solve), synthetic "
+                f"{num_items:,} items (power-law), {args.users:,} users",
+                "command": f"python benchmarks/bench_ease_large.py --items {num_items} --l2 {l2:g}",
+                "load": round(load, 2),
+                "dataset": f"synthetic-{num_items}",
+                "metrics": {
+                    "fit_s": {"mean": round(result["fit_s"], 1), "sd": 0.0},
+                    "peak_rss_gb": {"mean": round(result["peak_rss_gb"], 2), "sd": 0.0},
+                    "predicted_peak_gb": {"mean": round(predicted, 2), "sd": 0.0},
+                    "estimate_gb": {"mean": round(result["estimate_gb"], 2), "sd": 0.0},
+                },
+                "notes": (
+                    f"{result['interactions']:,} interactions, {result['items_with_users']:,} "
+                    "items with users; predicted peak = RSS before the model "
+                    f"({result['rss_before_model_gb']:.2f} GB) + ease_memory_bytes; "
+                    f"peak/predicted = {result['peak_rss_gb'] / predicted:.3f}; scores finite: "
+                    f"{result['finite_scores']}; one BLAS thread"
+                ),
+            }
+        )
     if not args.skip_crash_check:
         load = os.getloadavg()[0]
         outcome = crash_check(args.crash_items)
-        figures.append(
+        record(
             {
-                **common,
-                "section": "EASE",
-                "what": f"bare numpy.linalg.cholesky(2*I), {args.crash_items:,} items, child process",
+                "what": f"bare numpy.linalg.cholesky(2*I), {args.crash_items:,} items, "
+                "child process",
                 "command": "python benchmarks/bench_ease_large.py",
                 "load": round(load, 2),
                 "dataset": f"identity-{args.crash_items}",
@@ -162,48 +215,6 @@ def main():
                 "notes": f"exit -11 = SIGSEGV; BLAS: {'; '.join(blas)}",
             }
         )
-        print(json.dumps(figures[-1]["metrics"]), flush=True)
-    for num_items in args.items:
-        load = os.getloadavg()[0]
-        run = subprocess.run(
-            [sys.executable, __file__, "--child", str(num_items), "--users", str(args.users)],
-            capture_output=True,
-            text=True,
-        )
-        if run.returncode != 0:
-            raise SystemExit(
-                f"child for {num_items} items exited {run.returncode}: {run.stderr[-2000:]}"
-            )
-        result = json.loads(run.stdout.strip().splitlines()[-1])
-        predicted = result["rss_before_model_gb"] + result["estimate_gb"]
-        figures.append(
-            {
-                **common,
-                "backend": result["backend"],
-                "section": "EASE",
-                "what": f"EASE.fit, synthetic {num_items:,} items (power-law), {args.users:,} users",
-                "command": f"python benchmarks/bench_ease_large.py --items {num_items}",
-                "load": round(load, 2),
-                "dataset": f"synthetic-{num_items}",
-                "metrics": {
-                    "fit_s": {"mean": round(result["fit_s"], 1), "sd": 0.0},
-                    "peak_rss_gb": {"mean": round(result["peak_rss_gb"], 2), "sd": 0.0},
-                    "predicted_peak_gb": {"mean": round(predicted, 2), "sd": 0.0},
-                    "estimate_gb": {"mean": round(result["estimate_gb"], 2), "sd": 0.0},
-                },
-                "notes": (
-                    f"{result['interactions']:,} interactions, {result['items_with_users']:,} items "
-                    f"with users; predicted peak = RSS before the model "
-                    f"({result['rss_before_model_gb']:.2f} GB) + ease_memory_bytes; "
-                    f"peak/predicted = {result['peak_rss_gb'] / predicted:.3f}; scores finite: "
-                    f"{result['finite_scores']}; one BLAS thread"
-                ),
-            }
-        )
-        print(json.dumps(figures[-1]["metrics"]), figures[-1]["notes"], flush=True)
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "w") as out:
-        json.dump({"title": "EASE on large catalogues", "figures": figures}, out, indent=1)
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ def _child(num_users, num_items, l2):
                 "fit_s": fit_s,
                 "peak_rss_gb": peak / 1e9,
                 "rss_before_model_gb": before / 1e9,
-                "estimate_gb": ease_memory_bytes(num_items, dtype=model.solve_dtype) / 1e9,
+                "estimate_gb": ease_memory_bytes(num_items) / 1e9,
                 "solve_dtype": model.solve_dtype,
                 "finite_scores": bool(np.isfinite(scores).all()),
             }
@@ -117,7 +117,7 @@ def main():
         "--l2",
         type=float,
         nargs="+",
-        default=[500.0, 100.0],
+        default=[500.0],
         help="penalties: the first at every size, the others at the first size (500 solves "
         "these catalogues in float32, 100 in float64)",
     )

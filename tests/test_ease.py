@@ -206,7 +206,7 @@ def test_auto_l2_keeps_the_grid_value_with_the_best_validation_ndcg():
 
 def test_large_catalogue_refusal_names_the_bytes_and_max_items(monkeypatch):
     monkeypatch.setattr(ease_module, "available_memory_bytes", lambda: 24 * 2**30)
-    with pytest.raises(ValueError, match=r"120,000,000,000 bytes.*`max_items`"):
+    with pytest.raises(ValueError, match=r"160,000,000,000 bytes.*`max_items`"):
         EASE(num_items=100_000)
     model = EASE(num_items=100_000, max_items=20_000)
     assert model.get_config()["max_items"] == 20_000

@@ -26,12 +26,12 @@ from keras_aerec.models.recommender import (
 logger = logging.getLogger("keras_aerec.models.ease")
 
 _GIB = 2.0**30
-# Bytes per item-item entry at the peak of `fit`: the matrix being solved (float32 or
-# float64, see `solve_dtype`), the model's float32 weights and the float32 copy the
-# backend makes while assigning them.
-_WEIGHT_BYTES_PER_ENTRY = 4 + 4
-# `l2="auto"` also keeps the float32 Gram matrix of the training part while it solves.
-_AUTO_EXTRA_BYTES_PER_ENTRY = 4
+# Bytes per item-item entry at the peak of `fit`, measured: while the weights are
+# assigned, the float32 result (4), the model's float32 variable (4) and the backends'
+# copies of it (up to 8: TensorFlow makes two). Solving needs less: the matrix (4 or 8,
+# see `solve_dtype`), the variable (4) and, with `l2="auto"`, the float32 Gram matrix
+# (4) of the candidates.
+_PEAK_BYTES_PER_ENTRY = 16
 # Candidates of `l2="auto"`: the paper's 500 and the 50-100 that held-out catalogues favour.
 DEFAULT_L2_GRID = (20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0)
 _AUTO_VALIDATION_SHARE = 0.1
@@ -60,36 +60,30 @@ def available_memory_bytes() -> int | None:
         return None
 
 
-def ease_memory_bytes(num_items: int, auto_l2: bool = False, dtype="float64") -> int:
-    """Peak memory `EASE.fit` adds for `num_items` items (the item-item matrices).
+def ease_memory_bytes(num_items: int) -> int:
+    """Peak memory `EASE.fit` adds for `num_items` items: `num_items**2 * 16` bytes.
 
-    The matrix being solved in `dtype` (see `solve_dtype`), the float32 weights and the
-    backend's float32 copy while they are assigned: `num_items**2 * 16` bytes in float64,
-    `* 12` in float32; `auto_l2` adds the float32 Gram matrix kept for the candidates
-    (`+ 4`). The interactions and the Python process come on top.
+    The item-item matrices (see `_PEAK_BYTES_PER_ENTRY`); the interactions and the
+    Python process come on top.
     """
-    per_entry = np.dtype(dtype).itemsize + _WEIGHT_BYTES_PER_ENTRY
-    return num_items**2 * (per_entry + (_AUTO_EXTRA_BYTES_PER_ENTRY if auto_l2 else 0))
+    return num_items**2 * _PEAK_BYTES_PER_ENTRY
 
 
-def check_gram_fits_in_memory(
-    num_items: int, max_items_hint: bool = True, auto_l2: bool = False, dtype="float64"
-) -> None:
+def check_gram_fits_in_memory(num_items: int, max_items_hint: bool = True) -> None:
     """Refuses catalogues whose item-item matrices (`ease_memory_bytes`) won't fit."""
-    needed = ease_memory_bytes(num_items, auto_l2, dtype)
+    needed = ease_memory_bytes(num_items)
     available = available_memory_bytes()
     if available is not None and needed > available:
-        per_entry = needed // num_items**2
         hint = (
-            " Pass `max_items` to keep only the most popular items "
-            f"(about {math.isqrt(available // per_entry):,} fit in the available memory)."
+            " Pass `max_items` to keep only the most popular items (about "
+            f"{math.isqrt(available // _PEAK_BYTES_PER_ENTRY):,} fit in the available memory)."
             if max_items_hint
             else ""
         )
         raise ValueError(
             f"EASE needs {needed / _GIB:.1f} GiB ({needed:,} bytes) for its {num_items} x "
-            f"{num_items} item-item matrices ({np.dtype(dtype).name} while solving, float32 "
-            f"weights), more than the {available / _GIB:.1f} GiB of available memory.{hint} "
+            f"{num_items} item-item matrices (solved, then float32 weights and the backend's "
+            f"copies), more than the {available / _GIB:.1f} GiB of available memory.{hint} "
             f"Received: num_items={num_items}"
         )
 
@@ -244,11 +238,11 @@ class EASE(TopNRecommender, keras.Model):
     training popularity (share of training users with the item) instead, so it is ranked
     by popularity. Every other row's scores are exactly `x @ B`.
 
-    Memory: fitting adds `ease_memory_bytes(num_items)`: `num_items**2 * 16` bytes with a
-    float64 solve, `* 12` with a float32 one (the matrix being solved, the float32
-    weights and the backend's copy while they are assigned; `+ 4` with `l2="auto"`); the
-    constructor (assuming float32) and `fit` refuse catalogues for which that exceeds the
-    available memory, naming the amount (100,000 items: 112 GiB in float32). With `max_items=N` the model keeps only the `N` items with the most
+    Memory: fitting adds `ease_memory_bytes(num_items)` = `num_items**2 * 16` bytes at its
+    peak (measured within 3 % at 16,000 items): the float32 weights, the model's variable
+    and the backend's copies while they are assigned; the solve, in place, needs no more.
+    The constructor and `fit` refuse catalogues for which that exceeds the available
+    memory, naming the amount (100,000 items: 149 GiB). With `max_items=N` the model keeps only the `N` items with the most
     training users; the other items score `-inf`, so they are never recommended before
     a kept one.
 
@@ -306,10 +300,7 @@ class EASE(TopNRecommender, keras.Model):
         max_items = self.max_items
         if max_items is not None and max_items >= num_items:
             max_items = None
-        # The data decides the solve's dtype; `fit` checks again with it.
-        check_gram_fits_in_memory(
-            num_items if max_items is None else max_items, True, self.l2 == "auto", "float32"
-        )
+        check_gram_fits_in_memory(num_items if max_items is None else max_items)
 
         # === Layers ===
         if max_items is None:
@@ -376,12 +367,7 @@ class EASE(TopNRecommender, keras.Model):
         penalties = self.l2_grid if self.l2 == "auto" else (self.l2,)
         # The smallest penalty is the worst conditioned: it decides the largest dtype.
         self.solve_dtype = np.dtype(solve_dtype(bound, min(penalties))).name
-        check_gram_fits_in_memory(
-            self.num_items if kept is None else self.max_items,
-            True,
-            self.l2 == "auto",
-            self.solve_dtype,
-        )
+        check_gram_fits_in_memory(self.num_items if kept is None else self.max_items)
         if self.l2 == "auto":
             validation = (
                 None

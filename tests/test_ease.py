@@ -153,12 +153,14 @@ def test_num_items_is_inferred_at_fit_and_survives_saving(tmp_path):
 @pytest.mark.backend
 def test_compiled_fit_on_row_batches_is_the_closed_form():
     from keras_aerec.data.batching import RowBatches
+    from keras_aerec.export._plan import _check_fitted
 
     x = rows()
     model = EASE(NUM_ITEMS, l2=3.0)
     model.compile()
     model.fit(RowBatches(x, y="x", batch_size=4, seed=0))
     np.testing.assert_allclose(model.score(x), EASE(NUM_ITEMS, l2=3.0).fit(x).score(x), rtol=1e-6)
+    _check_fitted(model)  # export takes it although the optimizer made no step
 
 
 def planted_clusters(num_users, seed):

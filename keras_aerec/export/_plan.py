@@ -130,12 +130,12 @@ def _describe(model):
 def _check_fitted(model):
     """Fitted = made a training step, or (closed-form models) holds non-zero weights."""
     optimizer = getattr(model, "optimizer", None)
-    if optimizer is not None:
-        fitted = int(ops.convert_to_numpy(optimizer.iterations)) > 0
-    elif model.trainable_weights:
-        fitted = False
-    else:
+    if not model.trainable_weights:  # closed form (EASE), compiled or not: no steps
         fitted = any(np.any(ops.convert_to_numpy(weight) != 0) for weight in model.weights)
+    elif optimizer is not None:
+        fitted = int(ops.convert_to_numpy(optimizer.iterations)) > 0
+    else:
+        fitted = False
     if not fitted:
         raise ValueError(
             f"`model` should be fitted before export: {type(model).__name__} "

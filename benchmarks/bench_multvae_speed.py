@@ -1,0 +1,241 @@
+"""Mult-VAE epoch on ML-1M per backend, and whether a sparse first layer would pay.
+
+For each backend (one child process each), on the Liang split of ML-1M (strong
+generalization, 600/600 held-out users, seed 0):
+
+* `epoch_s`: median epoch time of `MultVAE` (I-600-200-600-I) trained with
+  `RowBatches(batch_size=500)`, epochs 2..`--epochs` (the first compiles);
+* `first_layer_dense_ms` / `first_layer_sparse_ms`: forward + backward of the first layer
+  alone on one batch of 500 users (`tanh(x @ W)` and the gradient of W), dense as today
+  against a sparse read (gather the rows of W the batch's interactions name, weight them,
+  segment-sum per user; nonzeros padded to a fixed bucket so that compiled backends do not
+  retrace), compiled where the backend compiles (tf.function, jax.jit), median of
+  `--repeats`. The saving per epoch is at most the difference times the steps.
+
+Usage:
+    nice -n 5 python benchmarks/bench_multvae_speed.py [--data-dir ../shared/data]
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "multvae_speed.json")
+CODE = ["keras_aerec/models/mult_vae.py", "keras_aerec/data/batching.py"]
+BATCH, HIDDEN = 500, 600
+
+
+def load_train(data_dir):
+    from keras_aerec.data.movielens import load_movielens
+    from keras_aerec.data.splits import strong_generalization
+
+    data = load_movielens("1m", data_dir=data_dir).to_implicit(3.0).filter_min_interactions(users=5)
+    split = strong_generalization(data, num_heldout_users=600, num_validation_users=600, seed=0)
+    return split.train
+
+
+def epoch_times(train, epochs):
+    import keras
+
+    from keras_aerec.data.batching import RowBatches
+    from keras_aerec.models.mult_vae import MultVAE
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.start)
+
+    times = []
+    model = MultVAE(train.shape[1], seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    batches = RowBatches(train, batch_size=BATCH, seed=0)
+    model.fit(batches, epochs=epochs, verbose=0, callbacks=[Timer()])
+    return times[1:]
+
+
+def first_layer_functions(backend, num_items):
+    """(dense_step, sparse_step): each returns the gradient of sum(tanh(first layer))."""
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function
+        def dense(w, x):
+            with tf.GradientTape() as tape:
+                tape.watch(w)
+                loss = tf.reduce_sum(tf.tanh(x @ w))
+            return tape.gradient(loss, w)
+
+        @tf.function
+        def sparse(w, items, users, values):
+            with tf.GradientTape() as tape:
+                tape.watch(w)
+                rows = tf.gather(w, items) * values[:, None]
+                loss = tf.reduce_sum(tf.tanh(tf.math.unsorted_segment_sum(rows, users, BATCH)))
+            # Dense, as the optimizer's update uses it.
+            return tf.convert_to_tensor(tape.gradient(loss, w))
+
+        return dense, sparse, tf.convert_to_tensor
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        dense = jax.jit(jax.grad(lambda w, x: jnp.sum(jnp.tanh(x @ w))))
+
+        def sparse_loss(w, items, users, values):
+            rows = w[items] * values[:, None]
+            return jnp.sum(jnp.tanh(jax.ops.segment_sum(rows, users, BATCH)))
+
+        return dense, jax.jit(jax.grad(sparse_loss)), jnp.asarray
+    import torch
+
+    def dense_torch(w, x):
+        w = w.detach().requires_grad_()
+        torch.tanh(x @ w).sum().backward()
+        return w.grad
+
+    def sparse_torch(w, items, users, values):
+        w = w.detach().requires_grad_()
+        rows = w[items] * values[:, None]
+        out = torch.zeros(BATCH, w.shape[1]).index_add_(0, users, rows)
+        torch.tanh(out).sum().backward()
+        return w.grad
+
+    return dense_torch, sparse_torch, torch.as_tensor
+
+
+def first_layer_ms(backend, train, repeats):
+    import scipy.sparse as sp
+
+    num_items = train.shape[1]
+    rng = np.random.default_rng(0)
+    batch = sp.csr_matrix(train[rng.choice(train.shape[0], BATCH, replace=False)])
+    bucket = -(-batch.nnz // 8192) * 8192  # padded: the extra entries have value 0
+    items = np.zeros(bucket, dtype="int32")
+    users = np.zeros(bucket, dtype="int32")
+    values = np.zeros(bucket, dtype="float32")
+    items[: batch.nnz] = batch.indices
+    users[: batch.nnz] = np.repeat(np.arange(BATCH), np.diff(batch.indptr))
+    values[: batch.nnz] = 1.0
+    dense, sparse, tensor = first_layer_functions(backend, num_items)
+    w = tensor(rng.normal(size=(num_items, HIDDEN)).astype("float32") * 0.01)
+    x = tensor(batch.toarray().astype("float32"))
+    sparse_args = (tensor(items), tensor(users), tensor(values))
+    if backend == "torch":
+        sparse_args = (sparse_args[0].long(), sparse_args[1].long(), sparse_args[2])
+    expected = np.asarray(dense(w, x))
+    np.testing.assert_allclose(np.asarray(sparse(w, *sparse_args)), expected, rtol=1e-4, atol=1e-4)
+
+    def timed(function, *args):
+        values = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            result = function(*args)
+            if hasattr(result, "block_until_ready"):
+                result.block_until_ready()
+            np.asarray(result)[0, 0]
+            values.append(time.perf_counter() - start)
+        return statistics.median(values) * 1e3
+
+    return timed(dense, w, x), timed(sparse, w, *sparse_args), batch.nnz, bucket
+
+
+def child(data_dir, epochs, repeats):
+    import keras
+
+    train = load_train(data_dir)
+    backend = keras.backend.backend()
+    load = os.getloadavg()[0]
+    times = epoch_times(train, epochs)
+    dense_ms, sparse_ms, nnz, bucket = first_layer_ms(backend, train, repeats)
+    print(
+        json.dumps(
+            {
+                "backend": backend,
+                "load": load,
+                "epoch_s": times,
+                "steps": -(-train.shape[0] // BATCH),
+                "dense_ms": dense_ms,
+                "sparse_ms": sparse_ms,
+                "nnz": nnz,
+                "bucket": bucket,
+            }
+        )
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=os.path.join("..", "shared", "data"))
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--backends", nargs="+", default=["jax", "tensorflow", "torch"])
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.data_dir, args.epochs, args.repeats)
+        return
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    figures = []
+    for backend in args.backends:
+        run = subprocess.run(
+            [sys.executable, __file__, "--child", "--data-dir", args.data_dir]
+            + ["--epochs", str(args.epochs), "--repeats", str(args.repeats)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "KERAS_BACKEND": backend},
+        )
+        if run.returncode != 0:
+            raise SystemExit(f"{backend} child exited {run.returncode}: {run.stderr[-2000:]}")
+        result = json.loads(run.stdout.strip().splitlines()[-1])
+        saving = (result["dense_ms"] - result["sparse_ms"]) * result["steps"] / 1e3
+        figures.append(
+            {
+                "section": "Mult-VAE speed",
+                "what": f"Mult-VAE epoch (batch {BATCH}) and its first layer, dense vs sparse read",
+                "command": f"python benchmarks/bench_multvae_speed.py --backends {backend}",
+                "code": CODE,
+                "commit": commit,
+                "date": time.strftime("%Y-%m-%d"),
+                "machine": f"{os.cpu_count()}-core {platform.processor() or platform.machine()} "
+                "VM, no GPU",
+                "load": round(result["load"], 2),
+                "backend": backend,
+                "dataset": "ml-1m",
+                "protocol": "strong_generalization",
+                "seeds": [0],
+                "metrics": {
+                    "epoch_s": {
+                        "mean": round(statistics.median(result["epoch_s"]), 3),
+                        "sd": round(statistics.stdev(result["epoch_s"]), 3)
+                        if len(result["epoch_s"]) > 1
+                        else 0.0,
+                    },
+                    "first_layer_dense_ms": {"mean": round(result["dense_ms"], 2), "sd": 0.0},
+                    "first_layer_sparse_ms": {"mean": round(result["sparse_ms"], 2), "sd": 0.0},
+                    "epoch_saving_bound_s": {"mean": round(saving, 3), "sd": 0.0},
+                },
+                "published": {"value": None, "source": None},
+                "notes": f"epochs 2-{args.epochs} median; first layer: one batch, "
+                f"{result['nnz']:,} nonzeros padded to {result['bucket']:,}, median of "
+                f"{args.repeats}; saving bound = (dense - sparse) x {result['steps']} steps",
+            }
+        )
+        print(backend, json.dumps(figures[-1]["metrics"]), flush=True)
+    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
+    with open(RESULTS, "w") as out:
+        json.dump({"title": "Mult-VAE speed on ML-1M", "figures": figures}, out, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -5,10 +5,10 @@ import numpy as np
 from keras import ops
 
 from keras_aerec.api_export import keras_aerec_export
+from keras_aerec.data.batching import RowBatches
 from keras_aerec.distribute import predict_batch
-from keras_aerec.models.recommender import (
-    ReconstructionObjective,
-    TopNRecommender,
+from keras_aerec.models.recommender import ReconstructionObjective, TopNRecommender, is_matrix
+from keras_aerec.validation import (
     check_item_ids,
     check_l2,
     check_positive_int,
@@ -179,7 +179,53 @@ class CDAE(TopNRecommender, ReconstructionObjective, keras.Model):
         return ops.maximum(positive, sampled)
 
     def _reconstruction_target(self, x):
-        return x[1]
+        return x["user_items"] if isinstance(x, dict) else x[1]
+
+    def _row_batches(self, x, y, batch_size, shuffle, rows, training):
+        """Matrix inputs: `{"user_index": ..., "user_items": X}`, `[user_index, X]` or `X`.
+
+        A bare `X` holds the training users in order (row i is user i), so in `fit` it
+        must have `num_users` rows; elsewhere a bare `X` with another number of rows holds
+        users without an embedding (index -1).
+        """
+        if isinstance(x, dict):
+            unknown = sorted(set(x) - {"user_index", "user_items"})
+            if unknown or "user_items" not in x:
+                raise ValueError(
+                    '`x` should be a dict with the keys "user_items" and (optionally) '
+                    f'"user_index". Received keys: {sorted(x)}'
+                )
+            user_index, user_items = x.get("user_index"), x["user_items"]
+        elif isinstance(x, list | tuple) and len(x) == 2 and is_matrix(x[1]):
+            user_index, user_items = x
+        else:
+            user_index, user_items = None, x
+        if not is_matrix(user_items):
+            return None
+        user_items = self._check_user_items(user_items)
+        num_rows = user_items.shape[0]
+        if user_index is None:
+            if num_rows == self.num_users:
+                user_index = True
+            elif training:
+                raise ValueError(
+                    f"`x` should have one row per training user (num_users={self.num_users}; "
+                    'row i is user i), or pass {"user_index": ..., "user_items": x}. '
+                    f"Received: x with {num_rows} rows"
+                )
+            else:
+                user_index = np.full(num_rows, UNKNOWN_USER)
+        else:
+            user_index = self._check_users(user_index, num_rows)
+        return RowBatches(
+            user_items,
+            y=y,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=self.seed,
+            user_index=user_index,
+            rows=rows,
+        )
 
     def _score_batch(self, x, users):
         if users is None:

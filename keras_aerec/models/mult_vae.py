@@ -5,9 +5,8 @@ import keras
 from keras_aerec.api_export import keras_aerec_export
 from keras_aerec.layers.sampling import Sampling
 from keras_aerec.losses.multinomial import multinomial_nll
-from keras_aerec.models.recommender import (
-    ReconstructionObjective,
-    TopNRecommender,
+from keras_aerec.models.recommender import ReconstructionObjective, TopNRecommender
+from keras_aerec.validation import (
     check_hidden_dims,
     check_item_ids,
     check_l2,

@@ -121,11 +121,17 @@ class Interactions:
         return self.num_interactions
 
     def __repr__(self) -> str:
+        # Sizes only: printing an object must never dump its id arrays.
+        kind = "interactions" if self.is_implicit else "ratings"
         return (
-            f"Interactions(name={self.name!r}, num_users={self.num_users}, "
-            f"num_items={self.num_items}, num_interactions={self.num_interactions}, "
-            f"timestamps={self.timestamps is not None}, items={self.items is not None})"
+            f"Interactions: {self.num_users:,} users x {self.num_items:,} items, "
+            f"{self.num_interactions:,} {kind}"
         )
+
+    @property
+    def is_implicit(self) -> bool:
+        """Whether every stored value is 1.0 (implicit feedback, or ratings thresholded)."""
+        return bool(np.all(self.matrix.data == 1.0))
 
     # ---------------------------------------------------------------- constructors
 

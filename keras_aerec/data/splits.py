@@ -22,7 +22,7 @@ _TRAIN, _VALIDATION, _TEST = 0, 1, 2
 _PART_NAMES = {_VALIDATION: "validation", _TEST: "test"}
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class RatingSplit:
     """A random split of individual ratings (rating-prediction protocol).
 
@@ -45,6 +45,9 @@ class RatingSplit:
     item_ids: np.ndarray
     stats: dict
 
+    def __repr__(self) -> str:
+        return f"RatingSplit({self.summary()})"
+
     def summary(self) -> str:
         """One line with the sizes of the three parts and the unseen counts of the test part."""
         stats = self.stats
@@ -56,7 +59,7 @@ class RatingSplit:
         )
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class HeldOutPart:
     """The validation or test users of a ranking protocol.
 
@@ -82,6 +85,9 @@ class HeldOutPart:
         """Number of users (rows) in the part."""
         return self.fold_in.shape[0]
 
+    def __repr__(self) -> str:
+        return f"HeldOutPart({self.summary()})"
+
     def summary(self) -> str:
         """One line: users, fold-in and holdout interactions."""
         return (
@@ -90,7 +96,7 @@ class HeldOutPart:
         )
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class RankingSplit:
     """A top-N ranking protocol: training matrix plus held-out validation / test users.
 
@@ -119,6 +125,9 @@ class RankingSplit:
     def num_items(self) -> int:
         """Number of training items (columns of every matrix of the split)."""
         return self.train.shape[1]
+
+    def __repr__(self) -> str:
+        return "RankingSplit(" + "; ".join(self.summary().splitlines()) + ")"
 
     def summary(self) -> str:
         """A few lines: training matrix, each part and the dropped interactions."""

@@ -45,7 +45,8 @@ def evaluate_ranking(
         model_or_score_fn: an object with a `score(rows, users=None)` method, or a function
             with the same signature, returning dense scores (batch users x items).
         part: a `HeldOutPart` (or any object) with `.fold_in` and `.holdout` CSR matrices
-            (part users x items) and `.train_rows` (int array or None).
+            (part users x items) and `.train_rows` (int array or None). A `RankingSplit`
+            stands for its test part (`split.test`); pass `split.validation` to tune.
         ks: cut-offs.
         batch_size: users scored per call.
         metrics: names among `"precision"`, `"recall"`, `"ndcg"`.
@@ -71,6 +72,7 @@ def evaluate_ranking(
         Filtering. WWW 2018. https://arxiv.org/abs/1802.05814
     """
     score_fn = _resolve_score_fn(model_or_score_fn)
+    part = _held_out_part(part)
     fold_in = _as_csr(part.fold_in, "part.fold_in")
     holdout = _as_csr(part.holdout, "part.holdout")
     if fold_in.shape != holdout.shape:
@@ -124,6 +126,21 @@ def evaluate_ranking(
     if return_per_user:
         return results, per_user
     return results
+
+
+def _held_out_part(part):
+    """`part` itself, or the test part of a ranking split; a clear error for anything else."""
+    if hasattr(part, "fold_in") and hasattr(part, "holdout"):
+        return part
+    test = getattr(part, "test", None)
+    if hasattr(test, "fold_in") and hasattr(test, "holdout"):
+        logger.info("evaluate_ranking: evaluating the split's test part (`split.test`).")
+        return test
+    raise ValueError(
+        "`part` should be the held-out part of a ranking split, e.g. `split.test` or "
+        "`split.validation` of `strong_generalization(...)`, `weak_generalization(...)` or "
+        f"`temporal(...)`. Received: {type(part).__name__}"
+    )
 
 
 def _resolve_score_fn(model_or_score_fn):

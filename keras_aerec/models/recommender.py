@@ -51,7 +51,8 @@ class MatrixInputs:
     and `_row_batches(x, y, batch_size, shuffle, rows, training)`.
 
     It also refuses to score with untrained weights: `_check_trained(method)` raises
-    unless the model was fitted (optimizer updates > 0) or its weights were loaded.
+    unless the model was fitted (optimizer updates > 0) or its weights were loaded
+    (`keras.saving.load_model`, `load_weights`) or given (`model.set_weights`).
     """
 
     def fit(
@@ -117,6 +118,10 @@ class MatrixInputs:
     def load_own_variables(self, store):
         super().load_own_variables(store)
         # Loading a `.keras` file or weights counts as training for `_check_trained`.
+        self._weights_loaded = True
+
+    def set_weights(self, weights):
+        super().set_weights(weights)
         self._weights_loaded = True
 
     def _check_trained(self, method: str) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from keras_aerec.data.interactions import Interactions
+from keras_aerec.validation import check_finite_float
 
 logger = logging.getLogger("keras_aerec")
 
@@ -237,6 +238,8 @@ def weak_generalization(
     test: float = 0.2,
     validation: float = 0.0,
     seed: int = 0,
+    *,
+    positive_threshold: float | None = None,
 ) -> RankingSplit:
     """Per-user random holdout (weak generalization): the same users train and are tested.
 
@@ -256,6 +259,10 @@ def weak_generalization(
         validation: fraction held out for validation, in [0, 1); `test + validation`
             must be below 1. `0` means no validation part (`validation` is None).
         seed: integer seed.
+        positive_threshold: for explicit ratings, the rating above which an interaction
+            is a positive (`interactions.to_implicit(positive_threshold)` is split).
+            Required unless every value is 1.0: ranking protocols never treat low
+            ratings as positives silently.
 
     Returns:
         A `RankingSplit` with `train_rows` set on its parts.
@@ -272,7 +279,7 @@ def weak_generalization(
         (section 4.1 contrasts weak and strong generalization); the RecBole ML-1M benchmark
         uses this protocol with an 8:1:1 ratio (`test=0.1, validation=0.1`).
     """
-    interactions = _as_interactions(interactions)
+    interactions = _positives(interactions, positive_threshold, "weak_generalization")
     _check_fraction("test", test, allow_zero=False)
     _check_fraction("validation", validation, allow_zero=True)
     _check_sum(test, validation)
@@ -348,6 +355,8 @@ def strong_generalization(
     fold_in: float = 0.8,
     seed: int = 0,
     num_validation_users: int | None = None,
+    *,
+    positive_threshold: float | None = None,
 ) -> RankingSplit:
     """Held-out users (strong generalization): test users are unseen in training.
 
@@ -368,6 +377,10 @@ def strong_generalization(
         seed: integer seed.
         num_validation_users: number of validation users; defaults to
             `num_heldout_users`; `0` means no validation part.
+        positive_threshold: for explicit ratings, the rating above which an interaction
+            is a positive (`interactions.to_implicit(positive_threshold)` is split).
+            Required unless every value is 1.0: ranking protocols never treat low
+            ratings as positives silently.
 
     Returns:
         A `RankingSplit` whose parts have `train_rows=None`.
@@ -385,7 +398,7 @@ def strong_generalization(
     """
     return _held_out_users(
         "strong_generalization",
-        interactions,
+        _positives(interactions, positive_threshold, "strong_generalization"),
         num_heldout_users,
         fold_in,
         seed,
@@ -400,6 +413,8 @@ def temporal(
     fold_in: float = 0.8,
     seed: int = 0,
     num_validation_users: int | None = None,
+    *,
+    positive_threshold: float | None = None,
 ) -> RankingSplit:
     """Held-out users with a time-ordered split: predict each user's last interactions.
 
@@ -418,6 +433,10 @@ def temporal(
         seed: integer seed (draws the held-out users).
         num_validation_users: number of validation users; defaults to
             `num_heldout_users`; `0` means no validation part.
+        positive_threshold: for explicit ratings, the rating above which an interaction
+            is a positive (`interactions.to_implicit(positive_threshold)` is split).
+            Required unless every value is 1.0: ranking protocols never treat low
+            ratings as positives silently.
 
     Returns:
         A `RankingSplit` with `train_timestamps` and `fold_in_timestamps`.
@@ -434,7 +453,7 @@ def temporal(
         Filtering", WSDM 2019 (ML-1M: held-out users, first 80% of each time-sorted
         sequence as input, last 20% evaluated).
     """
-    interactions = _as_interactions(interactions)
+    interactions = _positives(interactions, positive_threshold, "temporal")
     if interactions.timestamps is None:
         raise ValueError(
             f"`temporal` needs timestamps; `interactions` ({_name(interactions)}) has none. "
@@ -682,6 +701,23 @@ def _as_interactions(interactions):
         "`interactions` should be an `Interactions` object or a users x items scipy sparse "
         f"matrix. Received: type={type(interactions).__name__}"
     )
+
+
+def _positives(interactions, positive_threshold, protocol):
+    """Implicit `Interactions` for a ranking protocol; explicit ratings need a threshold."""
+    interactions = _as_interactions(interactions)
+    if positive_threshold is not None:
+        check_finite_float(positive_threshold, "positive_threshold")
+        return interactions.to_implicit(positive_threshold)
+    if not interactions.is_implicit:
+        values = interactions.matrix.data
+        raise ValueError(
+            f"`{protocol}` ranks implicit feedback, but `interactions` holds values in "
+            f"[{values.min():g}, {values.max():g}]: low ratings would count as positives. "
+            "Call `interactions.to_implicit(threshold)` first or pass `positive_threshold=` "
+            "(e.g. 3.0 keeps ratings above 3; 0.0 keeps every interaction)."
+        )
+    return interactions
 
 
 def _name(interactions):

@@ -131,8 +131,8 @@ class RatingAutoencoder(MatrixInputs, keras.Model):
             float32 array `(len(rows), num_inputs)`.
         """
         del users
-        self._check_trained("score")
         rows = self._check_inputs(rows, "rows")
+        self._check_trained("score")
         outputs = []
         for start in range(0, rows.shape[0], batch_size):
             batch = rows[start : start + batch_size]
@@ -171,7 +171,6 @@ class RatingAutoencoder(MatrixInputs, keras.Model):
         Returns:
             float32 array of predicted ratings, one per pair.
         """
-        self._check_trained("predict_ratings")
         matrix = _as_csr(ratings, "ratings")
         users = self._positions(user_ids, self.user_ids, matrix.shape[0], "user_ids")
         items = self._positions(item_ids, self.item_ids, matrix.shape[1], "item_ids")
@@ -181,6 +180,7 @@ class RatingAutoencoder(MatrixInputs, keras.Model):
                 f"Received: {users.size} user ids and {items.size} item ids"
             )
         rows = self.rating_rows(matrix, side_information)
+        self._check_trained("predict_ratings")
         row_of_pair, column_of_pair = (items, users) if self.variant == "item" else (users, items)
         seen = (np.diff(matrix.indptr) > 0)[users] & (
             np.bincount(matrix.indices, minlength=matrix.shape[1]) > 0

@@ -236,10 +236,10 @@ class TopNRecommender(MatrixInputs):
         Returns:
             float32 array (num_rows x num_items); higher is better. Row i scores row i.
         """
-        self._check_trained("score")
         rows = self._check_user_items(user_items)
         users = self._check_users(users, rows.shape[0])
         batch_size = check_positive_int(batch_size, "batch_size")
+        self._check_trained("score")
         scores = np.empty(rows.shape, dtype="float32")
         for start in range(0, rows.shape[0], batch_size):
             stop = start + batch_size
@@ -274,7 +274,6 @@ class TopNRecommender(MatrixInputs):
             `(item_ids, scores)`: two arrays (num_rows x k), the original item ids (the
             model's `item_ids`) and their scores.
         """
-        self._check_trained("recommend")
         rows = self._check_user_items(user_items)
         if (
             isinstance(k, bool)
@@ -287,6 +286,7 @@ class TopNRecommender(MatrixInputs):
             )
         users = self._check_users(users, rows.shape[0])
         batch_size = check_positive_int(batch_size, "batch_size")
+        self._check_trained("recommend")
         positions = np.empty((rows.shape[0], k), dtype="int64")
         top_scores = np.empty((rows.shape[0], k), dtype="float32")
         for start in range(0, rows.shape[0], batch_size):

@@ -194,10 +194,12 @@ class Interactions:
             ratings = np.ones(len(df), dtype=np.float32)
         else:
             ratings = pd.to_numeric(df[rating_col], errors="coerce").to_numpy(np.float64)
-            bad = np.flatnonzero(~np.isfinite(ratings))
+            # float32 (the matrix's dtype) turns anything beyond its range into inf.
+            bad = np.flatnonzero(~(np.abs(ratings) <= np.finfo(np.float32).max))
             if len(bad):
                 raise ValueError(
-                    f"`df[{rating_col!r}]` should hold finite numbers. Received: "
+                    f"`df[{rating_col!r}]` should hold finite numbers within float32 range. "
+                    "Received: "
                     f"{_plain(df[rating_col].iloc[bad[0]])!r} at row {bad[0]} "
                     f"(user_id={_plain(user_ids[rows[bad[0]]])!r}, "
                     f"item_id={_plain(item_ids[cols[bad[0]]])!r})"

@@ -253,6 +253,83 @@ class Interactions:
         )
 
     @classmethod
+    def from_csv(
+        cls,
+        path,
+        user_col: str = "user_id",
+        item_col: str = "item_id",
+        rating_col: str | None = "rating",
+        timestamp_col: str | None = "timestamp",
+        sep: str = ",",
+        id_dtype: type = int,
+        implicit: bool = False,
+        encoding: str = "utf-8",
+        name: str | None = None,
+    ) -> Interactions:
+        """Reads a delimited file with a header line (one interaction per line).
+
+        The named columns are found in the header; other columns are ignored. The
+        `"rating"` and `"timestamp"` defaults are used when the header has them (no
+        rating column: implicit feedback, 1.0 each). Errors name the file and line (see
+        `keras_aerec.data.read_ratings`, which reads headerless files).
+
+        Args:
+            path: path of the file.
+            user_col: header name of the user id column.
+            item_col: header name of the item id column.
+            rating_col: header name of the rating column, or None for implicit data.
+            timestamp_col: header name of the timestamp column (integers), or None.
+            sep: field separator.
+            id_dtype: `int` (ids must be integers) or `str` (any text id).
+            implicit: if True, every interaction becomes 1.0.
+            encoding: text encoding of the file.
+            name: optional dataset name.
+
+        Returns:
+            An `Interactions` object.
+
+        Example:
+
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "plays.csv"
+        >>> _ = path.write_text("user,track,plays\\nann,t1,3\\nbob,t1,1\\n")
+        >>> Interactions.from_csv(path, user_col="user", item_col="track", rating_col=None,
+        ...                       id_dtype=str).num_users
+        2
+        """
+        from keras_aerec.data.io import read_ratings  # io builds on this module
+
+        with open(path, encoding=encoding, errors="replace") as file:
+            header = [field.strip() for field in file.readline().rstrip("\r\n").split(sep)]
+        roles = {user_col: "user_id", item_col: "item_id"}
+        for column, role in ((rating_col, "rating"), (timestamp_col, "timestamp")):
+            # The defaults are optional; a name given explicitly must exist.
+            if column is not None and (column in header or column != role):
+                roles[column] = role
+        for argument, column in (
+            ("user_col", user_col),
+            ("item_col", item_col),
+            ("rating_col", rating_col),
+            ("timestamp_col", timestamp_col),
+        ):
+            if column in roles and column not in header:
+                raise ValueError(
+                    f"`{argument}` should name a column of the header of {str(path)!r} "
+                    f"{header}. Received: {argument}={column!r}"
+                )
+        columns = [roles.get(column, f"ignored_{i}") for i, column in enumerate(header)]
+        return read_ratings(
+            path,
+            sep=sep,
+            columns=columns,
+            header=0,
+            encoding=encoding,
+            implicit=implicit,
+            id_dtype=id_dtype,
+            name=name,
+        )
+
+    @classmethod
     def from_csr(
         cls,
         matrix,

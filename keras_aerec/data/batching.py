@@ -8,6 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from keras_aerec.distribute import batch_multiple, distinct_targets
+from keras_aerec.validation import check_positive_int, check_seed
 
 logger = logging.getLogger("keras_aerec")
 
@@ -106,16 +107,8 @@ class RowBatches(keras.utils.PyDataset):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
-            raise ValueError(
-                f"`batch_size` should be a positive integer. Received: batch_size={batch_size!r}"
-            )
-        if batch_size < 1:
-            raise ValueError(
-                f"`batch_size` should be a positive integer. Received: batch_size={batch_size}"
-            )
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
-            raise ValueError(f"`seed` should be an integer or None. Received: seed={seed!r}")
+        batch_size = check_positive_int(batch_size, "batch_size")
+        seed = check_seed(seed)
         self.x = _as_rows(x, "x")
         if isinstance(y, str):
             if y != "x":

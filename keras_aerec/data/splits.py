@@ -15,7 +15,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from keras_aerec.data.interactions import Interactions
-from keras_aerec.validation import check_finite_float
+from keras_aerec.validation import (
+    check_finite_float,
+    check_non_negative_int,
+    check_positive_int,
+)
 
 logger = logging.getLogger("keras_aerec")
 
@@ -477,10 +481,10 @@ def _held_out_users(
     protocol, interactions, num_heldout_users, fold_in, seed, num_validation_users, temporal
 ):
     interactions = _as_interactions(interactions)
-    _check_count("num_heldout_users", num_heldout_users, allow_zero=False)
+    check_positive_int(num_heldout_users, "num_heldout_users")
     if num_validation_users is None:
         num_validation_users = num_heldout_users
-    _check_count("num_validation_users", num_validation_users, allow_zero=True)
+    check_non_negative_int(num_validation_users, "num_validation_users")
     _check_fraction("fold_in", fold_in, allow_zero=False)
     _check_seed(seed)
     matrix = interactions.matrix
@@ -744,16 +748,6 @@ def _check_sum(test, validation):
             "`test` + `validation` should be less than 1. "
             f"Received: test={test!r}, validation={validation!r}"
         )
-
-
-def _check_count(argument, value, allow_zero):
-    kind = "non-negative" if allow_zero else "positive"
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Integral)
-        or value < (0 if allow_zero else 1)
-    ):
-        raise ValueError(f"`{argument}` should be a {kind} integer. Received: {argument}={value!r}")
 
 
 def _check_seed(seed):

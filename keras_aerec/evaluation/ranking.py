@@ -12,6 +12,7 @@ from keras_aerec.metrics.ranking import (
     _check_recall_normalization,
     ranking_metrics,
 )
+from keras_aerec.validation import check_positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def evaluate_ranking(
     ks = _check_ks(ks, num_items)
     metrics = _check_metrics(metrics)
     _check_recall_normalization(recall_normalization)
-    _check_batch_size(batch_size)
+    check_positive_int(batch_size, "batch_size")
 
     rows = np.flatnonzero(_count_nonzero_per_row(holdout) > 0)
     num_skipped = num_rows - rows.size
@@ -176,17 +177,6 @@ def _batch_scores(score_fn, expected_shape: tuple[int, int], *args, **kwargs) ->
             f"{np.count_nonzero(np.isnan(scores))} NaN values in a batch of shape {scores.shape}"
         )
     return scores
-
-
-def _check_batch_size(batch_size) -> None:
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, int | np.integer)
-        or batch_size < 1
-    ):
-        raise ValueError(
-            f"`batch_size` should be a positive integer. Received: batch_size={batch_size!r}"
-        )
 
 
 def _as_csr(matrix, name: str) -> scipy.sparse.csr_matrix:

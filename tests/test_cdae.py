@@ -32,7 +32,7 @@ def small_model(**kwargs):
 
 @pytest.mark.backend
 def test_user_embedding_moves_only_its_users_scores_and_new_users_use_zero():
-    model = given_weights(small_model())
+    model = given_weights(small_model(fold_in_steps=0))
     embedding = np.zeros((NUM_USERS, 4), dtype="float32")
     embedding[2] = 2.0
     model.get_layer("user_embedding").set_weights([embedding])

@@ -31,17 +31,17 @@ KS = (20, 100)
 CODE = ["keras_aerec/models/cdae.py", "keras_aerec/models/mult_dae.py"]
 
 
-def run_seed(data, seed):
+def run_seed(data, seed, epochs):
     spec = get_protocol("liang")
     split = spec.split("ranking", data, seed)
-    cdae, _ = train_and_evaluate(MODELS["cdae"], split, spec, verbose=0)
+    cdae, _ = train_and_evaluate(MODELS["cdae"], split, spec, epochs=epochs, verbose=0)
     results = {}
     for label, steps in (("cdae_zero_vector", 0), ("cdae_fold_in", cdae.fold_in_steps)):
         cdae.fold_in_steps = steps
         start = time.perf_counter()
         results[label] = evaluate_ranking(cdae, split.test, ks=KS)
         results[label]["eval_s"] = time.perf_counter() - start
-    mult_dae, _ = train_and_evaluate(MODELS["multdae"], split, spec, verbose=0)
+    mult_dae, _ = train_and_evaluate(MODELS["multdae"], split, spec, epochs=epochs, verbose=0)
     results["multdae"] = evaluate_ranking(mult_dae, split.test, ks=KS)
     return results
 
@@ -51,11 +51,14 @@ def main():
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--dataset", default="100k", choices=("100k", "1m"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="largest epoch budget (default: the recipes')"
+    )
     args = parser.parse_args()
     import keras
 
     data = load_movielens(args.dataset, args.data_dir)
-    per_seed = [run_seed(data, seed) for seed in args.seeds]
+    per_seed = [run_seed(data, seed, args.epochs) for seed in args.seeds]
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
@@ -79,6 +82,7 @@ def main():
                 "command": (
                     f"python benchmarks/bench_cdae_foldin.py --dataset {args.dataset} "
                     f"--seeds {' '.join(map(str, args.seeds))}"
+                    + ("" if args.epochs is None else f" --epochs {args.epochs}")
                 ),
                 "code": CODE,
                 "commit": commit,
@@ -91,7 +95,9 @@ def main():
                 "seeds": args.seeds,
                 "metrics": metrics,
                 "published": {"value": None, "source": None},
-                "notes": "liang protocol recipes; one trained CDAE evaluated both ways",
+                "notes": "liang protocol recipes (epoch budget "
+                f"{'of the recipes' if args.epochs is None else args.epochs}); one trained "
+                "CDAE evaluated both ways",
             }
         )
     existing = {"title": "CDAE: new users folded in", "figures": []}

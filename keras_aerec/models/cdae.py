@@ -40,7 +40,9 @@ class CDAE(TopNRecommender, ReconstructionObjective, keras.Model):
     subset of about `negative_sample_ratio` x #positives of their zero entries, redrawn at
     every update (the paper's negative sampling).
 
-    Inputs are `[user_index, user_items]`; train on
+    Inputs are `[user_index, user_items]` (or a dict with those names). Train on the
+    training matrix itself, `model.fit(train, batch_size=...)` (row i is user i), on
+    `{"user_index": ..., "user_items": train}`, or on
     `RowBatches(train, batch_size=..., user_index=True)`, whose `user_index` is the row
     position in `train`. `compile()` needs no `loss`.
 

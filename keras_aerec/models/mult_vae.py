@@ -28,6 +28,8 @@ class MultVAE(TopNRecommender, ReconstructionObjective, keras.Model):
     z is the mean of q(z|x), so scores are deterministic.
 
     `compile()` needs no `loss`; train on the rows themselves:
+    `model.fit(train, batch_size=500, epochs=...)` with a CSR matrix or numpy array
+    (wrapped in `RowBatches`, as is `validation_data`), or
     `model.fit(RowBatches(train, batch_size=500, seed=0), epochs=...)`.
 
     Scores are the decoder's logits (a monotone function of the predicted multinomial

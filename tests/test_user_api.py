@@ -184,3 +184,16 @@ def test_string_ids_from_a_dataframe_train_and_recommend_original_ids(tmp_path):
     np.testing.assert_array_equal(from_csv.item_ids, data.item_ids)
     with pytest.raises(ValueError, match=r"`rating_col` should name a column of the header"):
         Interactions.from_csv(path, user_col="who", item_col="what", rating_col="stars")
+
+
+@pytest.mark.parametrize(
+    "build,message",
+    [
+        (lambda: MultVAE(10, l2=float("nan")), "`l2` should be a finite non-negative number"),
+        (lambda: CDAE(5, 10, fold_in_steps=-1), "`fold_in_steps` should be a non-negative"),
+        (lambda: MultDAE(10, hidden_dims=(0,)), "`hidden_dims` should be a sequence of positive"),
+    ],
+)
+def test_shared_validators_refuse_bad_arguments_up_front(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()

@@ -28,6 +28,7 @@ def tiny_model(variant="item", **kwargs):
 @pytest.mark.backend
 def test_forward_shapes_and_score():
     model = tiny_model("user", l2=0.5)
+    model.set_weights(model.get_weights())  # initial weights on purpose (untrained guard)
     assert model(np.zeros((5, 4), "float32")).shape == (5, 4)
     assert model.score(RATINGS).shape == (3, 4)
     assert model.rating_rows(RATINGS).shape == (3, 4)
@@ -115,6 +116,7 @@ def test_config_round_trip():
 @pytest.mark.parametrize("variant", ["item", "user"])
 def test_predict_ratings_in_original_ids(variant):
     model = tiny_model(variant, default_rating=3.0)
+    model.set_weights(model.get_weights())  # initial weights on purpose (untrained guard)
     users = np.array([20, 10, 30, 10])
     items = np.array(["c", "b", "a", "d"])  # user 30 and item "d" are unseen
     predictions = model.predict_ratings(users, items, RATINGS)
@@ -128,6 +130,7 @@ def test_predict_ratings_in_original_ids(variant):
     one_row_at_a_time = model.predict_ratings(users, items, RATINGS, batch_size=1)
     np.testing.assert_allclose(one_row_at_a_time, predictions, rtol=1e-6)
     mean_model = tiny_model(variant, default_rating="mean")
+    mean_model.set_weights(mean_model.get_weights())
     assert mean_model.predict_ratings([30], ["a"], RATINGS)[0] == pytest.approx(13 / 4)
 
 
@@ -139,7 +142,7 @@ def test_predict_ratings_in_original_ids(variant):
             "`hidden_units` should be a positive integer. Received: hidden_units=0",
         ),
         ({"variant": "both"}, "`variant` should be one of"),
-        ({"l2": -1.0}, "`l2` should be a non-negative number"),
+        ({"l2": -1.0}, "`l2` should be a finite non-negative number"),
         ({"rating_range": (5, 1)}, "`rating_range` should be (min, max)"),
         ({"default_rating": "median"}, '`default_rating` should be a number or "mean"'),
         ({"num_rows": 7}, "`num_rows` should equal the number of items"),

@@ -37,6 +37,7 @@ def numpy(value):
 @pytest.mark.parametrize("side", [0, 2])
 def test_forward_shapes(tied, side):
     model = small_model(tied=tied, side_information_size=side)
+    model.set_weights(model.get_weights())  # initial weights on purpose (untrained guard)
     assert model(np.zeros((7, 5 + side), "float32")).shape == (7, 5)
     rows = model.rating_rows(RATINGS, SIDE if side else None)
     assert rows.shape == (3, 5 + side)
@@ -144,6 +145,7 @@ def test_config_round_trip():
 @pytest.mark.backend
 def test_predict_ratings_with_side_information_and_unseen():
     model = small_model(side_information_size=2, user_ids=[7, 8, 9], item_ids=list("abcde"))
+    model.set_weights(model.get_weights())  # initial weights on purpose (untrained guard)
     predictions = model.predict_ratings([8, 7, 9, 7], ["c", "b", "a", "e"], RATINGS, SIDE)
     scores = model.score(model.rating_rows(RATINGS, SIDE))
     np.testing.assert_allclose(

@@ -28,7 +28,7 @@ def test_from_dataframe_maps_ids_in_sorted_order():
     )
     assert (x.num_users, x.num_items, x.num_interactions) == (3, 3, 6)
     assert x.name == "toy"
-    assert "num_interactions=6" in repr(x)
+    assert repr(x) == "Interactions: 3 users x 3 items, 6 ratings"
 
 
 def test_timestamps_follow_matrix_data():

@@ -66,10 +66,10 @@ def test_other_columns_are_ignored(tmp_path):
         ("1::10::4::1\n1::20::3\n", 2, "expected 4 fields"),
         ("1::10::4::1\n1::20::3::2::9\n", 2, "expected 4 fields"),
         ("1::10::4::1::9\n1::20::3::2\n", 1, "expected 4 fields"),
-        ("1::10::4::1\n2::10::good::2\n", 2, "'rating' should be a finite, non-zero numeric"),
-        ("1::10::4::1\n2::10::nan::2\n", 2, "'rating' should be a finite, non-zero numeric"),
-        ("1::10::4::1\n2::10::::2\n", 2, "'rating' should be a finite, non-zero numeric"),
-        ("1::10::4::1\n2::10::0::2\n", 2, "'rating' should be a finite, non-zero numeric"),
+        ("1::10::4::1\n2::10::good::2\n", 2, "'rating' should be a non-zero number within float32"),
+        ("1::10::4::1\n2::10::nan::2\n", 2, "'rating' should be a non-zero number within float32"),
+        ("1::10::4::1\n2::10::::2\n", 2, "'rating' should be a non-zero number within float32"),
+        ("1::10::4::1\n2::10::0::2\n", 2, "'rating' should be a non-zero number within float32"),
         ("1::10::4::1\n\nabc::10::3::2\n", 3, "'user_id' should be an integer id"),
         ("1::10::4::1\n2::1.5::3::2\n", 2, "'item_id' should be an integer id"),
         ("1::10::4::1\n2::10::3::soon\n", 2, "'timestamp' should be an integer timestamp"),
@@ -137,3 +137,17 @@ def test_ml1m_parses_fast(data_dir):
     elapsed = time.perf_counter() - start
     assert x.num_interactions == 1_000_209
     assert elapsed < 5.0  # about 0.5 s here; generous for loaded CI machines
+
+
+@pytest.mark.parametrize(
+    "text,field,expected",
+    [
+        ("1\t2\t5\t100\n2\t3\t1e308\t101\n", "rating", "within float32 range. Received: '1e308'"),
+        ("1\t2\t5\t100\n99999999999999999999\t3\t4\t1\n", "user_id", "within int64"),
+    ],
+)
+def test_values_beyond_the_stored_dtypes_name_file_and_line(tmp_path, text, field, expected):
+    path = tmp_path / "u.data"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=rf"u.data', line 2: field '{field}' .*{expected}"):
+        read_ratings(path, sep="\t")

@@ -53,7 +53,7 @@ def test_missing_files_say_what_and_where(tmp_path):
 @pytest.mark.parametrize("as_parent", [True, False])
 def test_ml100k_local_folder(tmp_path, as_parent):
     folder = write_ml100k(tmp_path / "ml-100k")
-    x = load_movielens("100k", tmp_path if as_parent else folder)
+    x = load_movielens("100k", tmp_path if as_parent else folder, verify=False)
     assert x.name == "ml-100k"
     assert (x.num_users, x.num_items, x.num_interactions) == (2, 3, 3)
     assert x.timestamps.tolist() == [881250949, 881250950, 881250951]
@@ -80,7 +80,7 @@ def write_ml1m_shared_layout(folder, with_full=False):
 def test_ml1m_shared_layout_default_has_all_ratings_without_timestamps(tmp_path, caplog):
     write_ml1m_shared_layout(tmp_path / "ml-1m")
     with caplog.at_level(logging.INFO, logger="keras_aerec"):
-        x = load_movielens("1m", tmp_path)
+        x = load_movielens("1m", tmp_path, verify=False)
     assert x.num_interactions == 4 and x.num_users == 3
     assert x.timestamps is None
     assert "only part" in caplog.text
@@ -90,7 +90,7 @@ def test_ml1m_shared_layout_default_has_all_ratings_without_timestamps(tmp_path,
 
 def test_ml1m_shared_layout_require_timestamps_loads_timestamped_users(tmp_path):
     write_ml1m_shared_layout(tmp_path / "ml-1m")
-    x = load_movielens("1m", tmp_path, require_timestamps=True)
+    x = load_movielens("1m", tmp_path, require_timestamps=True, verify=False)
     assert x.user_ids.tolist() == [1, 2]
     assert x.num_interactions == 3
     df = x.to_dataframe()
@@ -103,7 +103,7 @@ def test_ml1m_shared_layout_require_timestamps_loads_timestamped_users(tmp_path)
 
 def test_ml1m_full_ratings_dat_is_preferred(tmp_path):
     write_ml1m_shared_layout(tmp_path / "ml-1m", with_full=True)
-    x = load_movielens("1m", tmp_path / "ml-1m")
+    x = load_movielens("1m", tmp_path / "ml-1m", verify=False)
     assert x.num_interactions == 2
     assert x.timestamps.tolist() == [1, 2]
 
@@ -118,7 +118,7 @@ def test_csv_release_with_quoted_titles(tmp_path):
         'movieId,title,genres\n1,"American President, The (1995)",Comedy|Drama|Romance\n'
         "2,Some Film (2015),(no genres listed)\n"
     )
-    x = load_movielens("latest-small", tmp_path)
+    x = load_movielens("latest-small", tmp_path, verify=False)
     assert x.name == "ml-latest-small"
     assert x.matrix.data.tolist() == [4.5, 0.5]
     assert x.items.loc[1, "title"] == "American President, The (1995)"
@@ -130,7 +130,7 @@ def test_ml10m_folder_name(tmp_path):
     folder.mkdir()
     (folder / "ratings.dat").write_text("1::122::5::838985046\n1::185::4.5::838983525\n")
     (folder / "movies.dat").write_text("122::Boomerang (1992)::Comedy|Romance\n")
-    x = load_movielens("10m", tmp_path)
+    x = load_movielens("10m", tmp_path, verify=False)
     assert x.name == "ml-10m"
     assert x.matrix.data.tolist() == [5.0, 4.5]
     assert x.items.loc[122, "genres"] == ["Comedy", "Romance"]
@@ -165,12 +165,12 @@ def test_download_verifies_md5_extracts_and_uses_the_cache(tmp_path, monkeypatch
     monkeypatch.setattr(keras.utils, "get_file", fake)
     cache = tmp_path / "keras_home"
 
-    x = load_movielens("100k", cache_dir=cache)
+    x = load_movielens("100k", cache_dir=cache, verify=False)
     assert x.num_interactions == 3
     assert fake.calls == ["https://files.grouplens.org/datasets/movielens/ml-100k.zip"]
     assert (cache / "datasets" / "ml-100k" / "u.data").is_file()
     # Second call: found in the cache, no download.
-    assert load_movielens("100k", cache_dir=cache).num_interactions == 3
+    assert load_movielens("100k", cache_dir=cache, verify=False).num_interactions == 3
     assert len(fake.calls) == 1
 
 
@@ -191,7 +191,7 @@ def test_download_with_wrong_md5_is_deleted_and_reported(tmp_path, monkeypatch):
 def test_default_cache_follows_keras_home(tmp_path, monkeypatch):
     write_ml100k(tmp_path / "datasets" / "ml-100k")
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    assert load_movielens("100k").num_interactions == 3
+    assert load_movielens("100k", verify=False).num_interactions == 3
 
 
 def test_unsafe_archive_members_are_refused(tmp_path):
@@ -236,3 +236,54 @@ def test_real_ml100k_and_latest_small(data_dir):
     assert (small.num_interactions, small.num_users, small.num_items) == (100_836, 610, 9_724)
     assert 0.5 in set(small.matrix.data.tolist())
     assert small.timestamps is not None
+
+
+def test_a_folder_that_is_not_the_release_asked_for_is_refused(tmp_path):
+    write_ml100k(tmp_path / "ml-100k")
+    with pytest.raises(
+        ValueError,
+        match=r"found 3 ratings by 2 users on 3 items, but ml-100k has 100,000 ratings .*"
+        r"verify=False",
+    ):
+        load_movielens("100k", tmp_path)
+
+
+def test_download_failure_names_the_url_and_data_dir(tmp_path, monkeypatch):
+    import keras
+
+    def offline(**kwargs):
+        raise Exception(f"URL fetch failure on {kwargs['origin']}: None -- [Errno -3] no network")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    with pytest.raises(OSError) as error:
+        load_movielens("1m", cache_dir=tmp_path)
+    message = str(error.value)
+    assert "\n" not in message
+    assert "https://files.grouplens.org/datasets/movielens/ml-1m.zip" in message
+    assert "`data_dir` (CLI: --data-dir)" in message
+
+
+def test_a_damaged_cached_zip_is_removed_and_reported(tmp_path, monkeypatch):
+    import keras
+
+    source = tmp_path / "broken.zip"
+    source.write_bytes(b"PK\x03\x04 truncated")
+    monkeypatch.setattr(keras.utils, "get_file", FakeGetFile(source))
+    cache = tmp_path / "keras_home"
+    with pytest.raises(OSError, match="is damaged .*was removed; run again"):
+        load_movielens("latest-small", cache_dir=cache)
+    assert not (cache / "datasets" / "ml-latest-small.zip").exists()
+
+
+@pytest.mark.realdata
+def test_real_copies_of_another_release_or_with_altered_ratings_are_refused(data_dir, tmp_path):
+    with pytest.raises(ValueError, match="found 100,836 ratings by 610 users .* ml-20m has"):
+        load_movielens("20m", data_dir / "ml-latest-small")
+    lines = (data_dir / "ml-100k" / "u.data").read_text().splitlines()
+    for number in range(0, 10_000, 10):  # 1,000 ratings changed, counts unchanged
+        user, item, rating, stamp = lines[number].split("\t")
+        lines[number] = "\t".join((user, item, str(int(rating) % 5 + 1), stamp))
+    (tmp_path / "u.data").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match="the counts match but the ratings differ"):
+        load_movielens("100k", tmp_path)
+    assert load_movielens("100k", tmp_path, verify=False).num_interactions == 100_000

@@ -31,6 +31,7 @@ def test_layers_mirror_the_encoder():
 @pytest.mark.backend
 def test_objective_is_multinomial_nll_plus_l2_and_inference_is_deterministic():
     model = MultDAE(NUM_ITEMS, hidden_dims=(8,), latent_dim=4, l2=0.01, seed=0)
+    model.set_weights(model.get_weights())  # initial weights on purpose (untrained guard)
     x = rows().toarray()
     logits = model(x, training=True)
     loss = float(ops.convert_to_numpy(model.compute_loss(x=x, y_pred=logits)))

@@ -11,12 +11,16 @@ from keras_aerec.data.splits import (
 )
 
 
-def _random_interactions(num_users=60, num_items=40, density=0.3, seed=0, timestamps=False):
+def _random_interactions(
+    num_users=60, num_items=40, density=0.3, seed=0, timestamps=False, implicit=True
+):
     rng = np.random.default_rng(seed)
     matrix = sp.random(
         num_users, num_items, density=density, format="csr", random_state=rng, dtype=np.float32
     )
     matrix.data = rng.integers(1, 6, matrix.nnz).astype(np.float32)
+    if implicit:  # ranking protocols refuse explicit ratings without a threshold
+        matrix.data[:] = 1.0
     # Few distinct values, so that ties in time are exercised.
     stamps = rng.integers(1, 20, matrix.nnz) if timestamps else None
     return Interactions.from_csr(
@@ -41,7 +45,7 @@ def _round_half_up(x):
 
 
 def test_rating_holdout_partitions_the_ratings():
-    data = _random_interactions()
+    data = _random_interactions(implicit=False)
     split = rating_holdout(data, test=0.1, validation=0.1, seed=0)
     nnz = data.num_interactions
     assert split.test.nnz == _round_half_up(0.1 * nnz)
@@ -76,7 +80,7 @@ def test_rating_holdout_stats_count_unseen_users_and_items():
 
 
 def test_rating_holdout_without_validation_and_determinism():
-    data = _random_interactions()
+    data = _random_interactions(implicit=False)
     split = rating_holdout(data, test=0.2, validation=0.0, seed=3)
     assert split.validation.nnz == 0 and split.validation.shape == data.matrix.shape
     again = rating_holdout(data, test=0.2, validation=0.0, seed=3)
@@ -368,3 +372,23 @@ def test_movielens_1m_protocol_sizes(data_dir):
     )
     split_811 = weak_generalization(recbole, test=0.1, validation=0.1, seed=0)
     assert split_811.validation.num_users > 6_000 and split_811.test.num_users > 6_000
+
+
+@pytest.mark.parametrize(
+    "protocol,kwargs",
+    [
+        (weak_generalization, {"test": 0.2}),
+        (strong_generalization, {"num_heldout_users": 5}),
+        (temporal, {"num_heldout_users": 5}),
+    ],
+)
+def test_ranking_protocols_refuse_explicit_ratings_without_a_threshold(protocol, kwargs):
+    ratings = _random_interactions(timestamps=True, implicit=False)
+    with pytest.raises(ValueError, match="low ratings would count as positives.*to_implicit"):
+        protocol(ratings, **kwargs)
+    thresholded = protocol(ratings, positive_threshold=3.0, **kwargs)
+    expected = protocol(ratings.to_implicit(3.0), **kwargs)
+    assert (thresholded.train != expected.train).nnz == 0
+    assert (thresholded.test.holdout != expected.test.holdout).nnz == 0
+    with pytest.raises(ValueError, match="`positive_threshold` should be a finite number"):
+        protocol(ratings, positive_threshold=float("nan"), **kwargs)

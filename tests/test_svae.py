@@ -118,6 +118,7 @@ def test_sampling_mask_drops_masked_positions_from_the_kl():
 @pytest.mark.backend
 def test_scores_come_from_the_last_position_and_truncation_keeps_recent_items():
     model = small_model()
+    model.set_weights(model.get_weights())  # initial weights on purpose (untrained guard)
     sequence = [5, 1, 9, 0, 7, 2, 11, 3, 4, 8, 6]  # longer than max_len=8
     full = ops.convert_to_numpy(model(pad_sequences([sequence], 8)[0]))
     scores = model.score([ITEM_IDS[sequence]])
@@ -137,6 +138,7 @@ def test_scores_come_from_the_last_position_and_truncation_keeps_recent_items():
 @pytest.mark.backend
 def test_recommend_excludes_seen_items_and_returns_original_ids():
     model = small_model()
+    model.set_weights(model.get_weights())  # initial weights on purpose (untrained guard)
     sequences = [ITEM_IDS[[3, 1, 4, 0, 5, 9, 2, 6, 7]], ITEM_IDS[[11]]]
     ids, scores = model.recommend(sequences, k=NUM_ITEMS)
     assert ids.shape == (2, NUM_ITEMS)
@@ -155,6 +157,7 @@ def test_recommend_excludes_seen_items_and_returns_original_ids():
 @pytest.mark.backend
 def test_save_and_load_give_identical_scores(tmp_path):
     model = small_model()
+    model.set_weights(model.get_weights())  # initial weights on purpose (untrained guard)
     model.get_layer("sampling").anneal_step.assign(2.0)  # the annealing state is saved too
     sequences = [np.random.default_rng(i).permutation(NUM_ITEMS)[:6] for i in range(10)]
     path = tmp_path / "svae.keras"

@@ -8,6 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from keras_aerec.distribute import batch_multiple, distinct_targets
+from keras_aerec.validation import check_positive_int, check_seed
 
 logger = logging.getLogger("keras_aerec")
 
@@ -29,6 +30,20 @@ def _as_rows(value, name):
             f"`{name}` should be a 2D CSR matrix or array. Received: {name} with shape {array.shape}"
         )
     return array
+
+
+def _check_user_index(user_index, num_rows):
+    """`(user_index, user_positions)`: a flag and an optional int array, one per row."""
+    if isinstance(user_index, bool):
+        return user_index, None
+    positions = np.asarray(user_index)
+    if positions.shape != (num_rows,) or not np.issubdtype(positions.dtype, np.integer):
+        raise ValueError(
+            "`user_index` should be a bool or a 1D integer array with one entry per row "
+            f"of `x` ({num_rows}). Received: user_index with dtype {positions.dtype} and "
+            f"shape {positions.shape}"
+        )
+    return True, positions
 
 
 def _densify(matrix, rows):
@@ -59,7 +74,8 @@ class RowBatches(keras.utils.PyDataset):
         seed: integer seed of the row shuffling, or `None` for a nondeterministic one.
         user_index: when `True`, the inputs are `(user_index, x_batch)` tuples, where
             `user_index` (int32) holds the rows' positions in `x` (for models with a user
-            embedding such as CDAE).
+            embedding such as CDAE). An integer array with one entry per row of `x`
+            gives each row's user index instead (e.g. -1 for users without an embedding).
         drop_remainder: whether to drop the last, incomplete batch. Under a JAX
             `data_parallel()` (see `keras_aerec.distribute.batch_multiple`), the last
             batch is always trimmed to a multiple of the number of devices, which must
@@ -85,22 +101,14 @@ class RowBatches(keras.utils.PyDataset):
         batch_size: int = 128,
         shuffle: bool = True,
         seed: int | None = None,
-        user_index: bool = False,
+        user_index=False,
         drop_remainder: bool = False,
         rows=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
-            raise ValueError(
-                f"`batch_size` should be a positive integer. Received: batch_size={batch_size!r}"
-            )
-        if batch_size < 1:
-            raise ValueError(
-                f"`batch_size` should be a positive integer. Received: batch_size={batch_size}"
-            )
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
-            raise ValueError(f"`seed` should be an integer or None. Received: seed={seed!r}")
+        batch_size = check_positive_int(batch_size, "batch_size")
+        seed = check_seed(seed)
         self.x = _as_rows(x, "x")
         if isinstance(y, str):
             if y != "x":
@@ -139,7 +147,7 @@ class RowBatches(keras.utils.PyDataset):
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.seed = seed
-        self.user_index = bool(user_index)
+        self.user_index, self.user_positions = _check_user_index(user_index, self.x.shape[0])
         self.drop_remainder = bool(drop_remainder)
         self._rng = np.random.default_rng(seed)
         self._order = self.rows.copy()
@@ -169,7 +177,11 @@ class RowBatches(keras.utils.PyDataset):
     def __getitem__(self, index):
         rows = self.batch_rows(index)
         x_batch = _densify(self.x, rows)
-        inputs = (rows.astype("int32"), x_batch) if self.user_index else x_batch
+        if self.user_index:
+            users = rows if self.user_positions is None else self.user_positions[rows]
+            inputs = (users.astype("int32"), x_batch)
+        else:
+            inputs = x_batch
         if self.y is None:
             # A one-element tuple, so Keras never reads `(user_index, x)` as `(x, y)`.
             return (inputs,)

@@ -121,11 +121,17 @@ class Interactions:
         return self.num_interactions
 
     def __repr__(self) -> str:
+        # Sizes only: printing an object must never dump its id arrays.
+        kind = "interactions" if self.is_implicit else "ratings"
         return (
-            f"Interactions(name={self.name!r}, num_users={self.num_users}, "
-            f"num_items={self.num_items}, num_interactions={self.num_interactions}, "
-            f"timestamps={self.timestamps is not None}, items={self.items is not None})"
+            f"Interactions: {self.num_users:,} users x {self.num_items:,} items, "
+            f"{self.num_interactions:,} {kind}"
         )
+
+    @property
+    def is_implicit(self) -> bool:
+        """Whether every stored value is 1.0 (implicit feedback, or ratings thresholded)."""
+        return bool(np.all(self.matrix.data == 1.0))
 
     # ---------------------------------------------------------------- constructors
 
@@ -188,10 +194,12 @@ class Interactions:
             ratings = np.ones(len(df), dtype=np.float32)
         else:
             ratings = pd.to_numeric(df[rating_col], errors="coerce").to_numpy(np.float64)
-            bad = np.flatnonzero(~np.isfinite(ratings))
+            # float32 (the matrix's dtype) turns anything beyond its range into inf.
+            bad = np.flatnonzero(~(np.abs(ratings) <= np.finfo(np.float32).max))
             if len(bad):
                 raise ValueError(
-                    f"`df[{rating_col!r}]` should hold finite numbers. Received: "
+                    f"`df[{rating_col!r}]` should hold finite numbers within float32 range. "
+                    "Received: "
                     f"{_plain(df[rating_col].iloc[bad[0]])!r} at row {bad[0]} "
                     f"(user_id={_plain(user_ids[rows[bad[0]]])!r}, "
                     f"item_id={_plain(item_ids[cols[bad[0]]])!r})"
@@ -241,6 +249,83 @@ class Interactions:
             item_ids,
             timestamps=None if timestamps is None else timestamps[order],
             items=items,
+            name=name,
+        )
+
+    @classmethod
+    def from_csv(
+        cls,
+        path,
+        user_col: str = "user_id",
+        item_col: str = "item_id",
+        rating_col: str | None = "rating",
+        timestamp_col: str | None = "timestamp",
+        sep: str = ",",
+        id_dtype: type = int,
+        implicit: bool = False,
+        encoding: str = "utf-8",
+        name: str | None = None,
+    ) -> Interactions:
+        """Reads a delimited file with a header line (one interaction per line).
+
+        The named columns are found in the header; other columns are ignored. The
+        `"rating"` and `"timestamp"` defaults are used when the header has them (no
+        rating column: implicit feedback, 1.0 each). Errors name the file and line (see
+        `keras_aerec.data.read_ratings`, which reads headerless files).
+
+        Args:
+            path: path of the file.
+            user_col: header name of the user id column.
+            item_col: header name of the item id column.
+            rating_col: header name of the rating column, or None for implicit data.
+            timestamp_col: header name of the timestamp column (integers), or None.
+            sep: field separator.
+            id_dtype: `int` (ids must be integers) or `str` (any text id).
+            implicit: if True, every interaction becomes 1.0.
+            encoding: text encoding of the file.
+            name: optional dataset name.
+
+        Returns:
+            An `Interactions` object.
+
+        Example:
+
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "plays.csv"
+        >>> _ = path.write_text("user,track,plays\\nann,t1,3\\nbob,t1,1\\n")
+        >>> Interactions.from_csv(path, user_col="user", item_col="track", rating_col=None,
+        ...                       id_dtype=str).num_users
+        2
+        """
+        from keras_aerec.data.io import read_ratings  # io builds on this module
+
+        with open(path, encoding=encoding, errors="replace") as file:
+            header = [field.strip() for field in file.readline().rstrip("\r\n").split(sep)]
+        roles = {user_col: "user_id", item_col: "item_id"}
+        for column, role in ((rating_col, "rating"), (timestamp_col, "timestamp")):
+            # The defaults are optional; a name given explicitly must exist.
+            if column is not None and (column in header or column != role):
+                roles[column] = role
+        for argument, column in (
+            ("user_col", user_col),
+            ("item_col", item_col),
+            ("rating_col", rating_col),
+            ("timestamp_col", timestamp_col),
+        ):
+            if column in roles and column not in header:
+                raise ValueError(
+                    f"`{argument}` should name a column of the header of {str(path)!r} "
+                    f"{header}. Received: {argument}={column!r}"
+                )
+        columns = [roles.get(column, f"ignored_{i}") for i, column in enumerate(header)]
+        return read_ratings(
+            path,
+            sep=sep,
+            columns=columns,
+            header=0,
+            encoding=encoding,
+            implicit=implicit,
+            id_dtype=id_dtype,
             name=name,
         )
 

@@ -21,6 +21,10 @@ DEFAULT_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
 _STAND_IN_SEPARATORS = ("\t", "\x1f", "\x1e", "|", ";", ",")
 
 
+_MAX_RATING = float(np.finfo(np.float32).max)
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
+
+
 def read_ratings(
     path: str | os.PathLike,
     sep: str = "::",
@@ -174,7 +178,7 @@ def _parse_fast(text, path, sep, columns, header_row, id_dtype) -> pd.DataFrame 
         if not pd.api.types.is_numeric_dtype(rating):
             return None
         values = rating.to_numpy(np.float64)
-        if not np.all(np.isfinite(values)) or np.any(values == 0):
+        if not np.all(np.abs(values) <= _MAX_RATING) or np.any(values == 0):
             return None
     if id_dtype is str:
         for column in ("user_id", "item_id"):
@@ -231,11 +235,11 @@ def _scan_for_error(text, path, sep, columns, header_row, id_dtype) -> None:
                     expected = "a non-empty id"
                 else:
                     ok = _is_int(value)
-                    expected = "an integer id (pass id_dtype=str for other ids)"
+                    expected = "an integer id within int64 (pass id_dtype=str for other ids)"
             elif column == "timestamp":
-                ok, expected = _is_int(value), "an integer timestamp"
+                ok, expected = _is_int(value), "an integer timestamp within int64"
             elif column == "rating":
-                ok, expected = _is_rating(value), "a finite, non-zero numeric rating"
+                ok, expected = _is_rating(value), "a non-zero number within float32 range"
             else:
                 continue
             if not ok:
@@ -245,16 +249,18 @@ def _scan_for_error(text, path, sep, columns, header_row, id_dtype) -> None:
 
 
 def _is_int(value: str) -> bool:
+    """An integer that fits int64 (ids and timestamps are stored as int64)."""
     try:
-        int(value)
+        number = int(value)
     except ValueError:
         return False
-    return True
+    return _INT64_MIN <= number <= _INT64_MAX
 
 
 def _is_rating(value: str) -> bool:
+    """A non-zero number that float32 (the matrix's dtype) holds without overflow."""
     try:
         number = float(value)
     except ValueError:
         return False
-    return math.isfinite(number) and number != 0
+    return math.isfinite(number) and abs(number) <= _MAX_RATING and number != 0

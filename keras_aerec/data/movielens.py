@@ -12,6 +12,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
 
 from keras_aerec.data.interactions import Interactions
@@ -59,12 +60,107 @@ _VARIANTS = {
 }
 
 
+@dataclasses.dataclass(frozen=True)
+class _Release:
+    """The contents of a published ratings file: counts and a fingerprint (or None)."""
+
+    num_ratings: int
+    num_users: int
+    num_items: int
+    fingerprint: str | None
+
+
+# Published counts (each release's README); fingerprints (`ratings_fingerprint`) were
+# computed from verified copies. ML-1M's second entry is the official ratings.dat cut
+# after user 2999 (the timestamped file of copies without a full ratings.dat).
+_RELEASES = {
+    "100k": (
+        _Release(
+            100_000, 943, 1_682, "ec89512680fc2f268a1067b0c30470766ffc0ce056688df6b14c710bc6deaf24"
+        ),
+    ),
+    "1m": (
+        _Release(
+            1_000_209,
+            6_040,
+            3_706,
+            "e15c93d7e8a225663d39d2794c16fc7dded828ae856cf866c70336ecba6238a7",
+        ),
+        _Release(
+            487_650,
+            2_999,
+            3_615,
+            "b147378c7490a7c15418276a6fe1ed4739d1be6087c0f99129c72b210de9872c",
+        ),
+    ),
+    "10m": (_Release(10_000_054, 69_878, 10_677, None),),
+    "20m": (_Release(20_000_263, 138_493, 26_744, None),),
+}
+# ml-latest-small is refreshed over time (100,836 ratings in its 2018 version): only its
+# size is checked, so that a folder of a large release is not taken for it.
+_LATEST_SMALL_MAX_RATINGS = 1_000_000
+
+
+def ratings_fingerprint(interactions: Interactions) -> str:
+    """sha256 of the ratings (ids, CSR structure, values), independent of file layout."""
+    digest = hashlib.sha256()
+    matrix = interactions.matrix
+    for values, dtype in (
+        (interactions.user_ids, "int64"),
+        (interactions.item_ids, "int64"),
+        (matrix.indptr, "int64"),
+        (matrix.indices, "int64"),
+        (matrix.data, "float32"),
+    ):
+        digest.update(np.ascontiguousarray(values, dtype=dtype).tobytes())
+    return digest.hexdigest()
+
+
+def _verify(variant: str, folder: str, ratings: Interactions) -> None:
+    """Refuses a copy that is not the release asked for (counts, then fingerprint)."""
+    found = (
+        f"{ratings.num_interactions:,} ratings by {ratings.num_users:,} users on "
+        f"{ratings.num_items:,} items"
+    )
+    hint = "pass verify=False (CLI: a ratings file) to load a modified copy on purpose"
+    if variant == "latest-small":
+        if ratings.num_interactions > _LATEST_SMALL_MAX_RATINGS:
+            raise ValueError(
+                f"MovieLens 'latest-small' at {folder!r}: found {found}, but ml-latest-small "
+                f"has about 100,000 ratings: this folder holds another release; {hint}."
+            )
+        return
+    releases = _RELEASES[variant]
+    counts = (ratings.num_interactions, ratings.num_users, ratings.num_items)
+    release = next(
+        (r for r in releases if (r.num_ratings, r.num_users, r.num_items) == counts), None
+    )
+    if release is None:
+        expected = " or ".join(
+            f"{r.num_ratings:,} ratings by {r.num_users:,} users on {r.num_items:,} items"
+            for r in releases
+        )
+        raise ValueError(
+            f"MovieLens {variant!r} at {folder!r}: found {found}, but ml-{variant} has "
+            f"{expected}: this folder holds another dataset or a modified copy; {hint}."
+        )
+    if release.fingerprint is not None:
+        fingerprint = ratings_fingerprint(ratings)
+        if fingerprint != release.fingerprint:
+            raise ValueError(
+                f"MovieLens {variant!r} at {folder!r}: the counts match but the ratings "
+                f"differ from the published release (fingerprint {fingerprint[:12]}..., "
+                f"expected {release.fingerprint[:12]}...): a modified copy; {hint}."
+            )
+
+
 def load_movielens(
     variant: str,
     data_dir: str | os.PathLike | None = None,
     *,
     require_timestamps: bool = False,
     cache_dir: str | os.PathLike | None = None,
+    verify: bool = True,
 ) -> Interactions:
     """Loads a MovieLens release as explicit-rating `Interactions` with item metadata.
 
@@ -87,6 +183,10 @@ def load_movielens(
             without a full `ratings.dat`, only the timestamped users are loaded).
         cache_dir: Keras cache root used when `data_dir` is None (default `~/.keras`,
             or `$KERAS_HOME`).
+        verify: check that the copy is the release asked for: its published counts of
+            ratings, users and items and, for 100k and 1m, a fingerprint of the ratings
+            (any layout of the same ratings passes). A copy that fails is refused with a
+            ValueError; `verify=False` loads a modified copy on purpose.
 
     Returns:
         `Interactions` named like the release (`"ml-1m"`, ...), with `.items` holding
@@ -113,7 +213,10 @@ def load_movielens(
         if folder is None:
             folder = _download(variant, spec, cache_dir)
     logger.info("Loading MovieLens %s from %s", variant, folder)
-    return _LOADERS[variant](folder, require_timestamps)
+    ratings = _LOADERS[variant](folder, require_timestamps)
+    if verify:
+        _verify(variant, folder, ratings)
+    return ratings
 
 
 # ------------------------------------------------------------------ locating a copy
@@ -154,12 +257,20 @@ def _cache_datasets_dir(cache_dir) -> str:
 def _download(variant: str, spec: _Variant, cache_dir) -> str:
     import keras  # lazy: the data layer does not need keras otherwise
 
-    archive = keras.utils.get_file(
-        fname=spec.archive,
-        origin=spec.url,
-        cache_dir=None if cache_dir is None else os.fspath(cache_dir),
-        cache_subdir="datasets",
-    )
+    try:
+        archive = keras.utils.get_file(
+            fname=spec.archive,
+            origin=spec.url,
+            cache_dir=None if cache_dir is None else os.fspath(cache_dir),
+            cache_subdir="datasets",
+        )
+    except Exception as error:  # keras raises a bare Exception for URL and HTTP failures
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise OSError(
+            f"Could not download MovieLens {variant!r} from {spec.url} ({reason}). Without "
+            "network access, download and unzip it elsewhere and pass its folder as "
+            "`data_dir` (CLI: --data-dir)."
+        ) from None
     if spec.md5 is not None:
         digest = _md5(archive)
         if digest != spec.md5:
@@ -172,7 +283,16 @@ def _download(variant: str, spec: _Variant, cache_dir) -> str:
     else:
         logger.info("No published md5 for %s; checksum not verified.", spec.archive)
     datasets_dir = os.path.dirname(os.path.abspath(archive))
-    _extract(archive, datasets_dir)
+    try:
+        _extract(archive, datasets_dir)
+    except zipfile.BadZipFile as error:
+        # A truncated or corrupt download in the cache would fail every later run.
+        os.remove(archive)
+        raise OSError(
+            f"The archive {archive!r} of MovieLens {variant!r} is damaged ({error}) and was "
+            f"removed; run again to download {spec.url} afresh, or pass a local copy as "
+            "`data_dir` (CLI: --data-dir)."
+        ) from None
     folder = _find_folder(spec, [datasets_dir])
     if folder is None:
         raise ValueError(

@@ -23,6 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from keras_aerec.distribute import batch_multiple
+from keras_aerec.validation import check_positive_int
 
 _EMPTY = np.zeros(0, dtype="int64")
 
@@ -68,7 +69,7 @@ def truncate_sequences(sequences, max_len: int) -> list[np.ndarray]:
     >>> [s.tolist() for s in truncate_sequences([[1, 2, 3, 4], [5]], max_len=2)]
     [[3, 4], [5]]
     """
-    max_len = _check_positive_int(max_len, "max_len")
+    max_len = check_positive_int(max_len, "max_len")
     return [np.asarray(sequence)[-max_len:] for sequence in sequences]
 
 
@@ -92,7 +93,7 @@ def pad_sequences(sequences, max_len: int, length: int | None = None):
     >>> padded.tolist(), lengths.tolist()
     ([[9, 10, 0], [5, 0, 0]], [2, 1])
     """
-    max_len = _check_positive_int(max_len, "max_len")
+    max_len = check_positive_int(max_len, "max_len")
     # An empty list would be a float array and turn the concatenation into floats.
     sequences = [np.asarray(sequence) if len(sequence) else _EMPTY for sequence in sequences]
     lengths = np.array([min(len(sequence), max_len) for sequence in sequences], dtype="int64")
@@ -137,7 +138,7 @@ def next_k_targets(padded, next_k: int) -> np.ndarray:
     >>> next_k_targets(np.array([[3, 1, 2, 0]]), next_k=2)[0].tolist()
     [[1, 2], [2, 0], [0, 0], [0, 0]]
     """
-    next_k = _check_positive_int(next_k, "next_k")
+    next_k = check_positive_int(next_k, "next_k")
     padded = np.asarray(padded)
     if padded.ndim != 2:
         raise ValueError(
@@ -262,13 +263,13 @@ class SequenceBatches(keras.utils.PyDataset):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.batch_size = _check_positive_int(batch_size, "batch_size")
-        self.max_len = _check_positive_int(max_len, "max_len")
-        self.next_k = _check_positive_int(next_k, "next_k")
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.max_len = check_positive_int(max_len, "max_len")
+        self.next_k = check_positive_int(next_k, "next_k")
         if length_multiple is not None:
-            length_multiple = _check_positive_int(length_multiple, "length_multiple")
+            length_multiple = check_positive_int(length_multiple, "length_multiple")
         if bucket_size is not None:
-            bucket_size = _check_positive_int(bucket_size, "bucket_size")
+            bucket_size = check_positive_int(bucket_size, "bucket_size")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
             raise ValueError(f"`seed` should be an integer or None. Received: seed={seed!r}")
         self.sequences = [np.asarray(sequence) for sequence in sequences]
@@ -359,9 +360,3 @@ class SequenceBatches(keras.utils.PyDataset):
     def on_epoch_end(self):
         if self.shuffle:
             self._batches = self._make_batches()
-
-
-def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"`{name}` should be a positive integer. Received: {name}={value!r}")
-    return int(value)

@@ -15,6 +15,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from keras_aerec.data.interactions import Interactions
+from keras_aerec.validation import (
+    check_finite_float,
+    check_non_negative_int,
+    check_positive_int,
+)
 
 logger = logging.getLogger("keras_aerec")
 
@@ -22,7 +27,7 @@ _TRAIN, _VALIDATION, _TEST = 0, 1, 2
 _PART_NAMES = {_VALIDATION: "validation", _TEST: "test"}
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class RatingSplit:
     """A random split of individual ratings (rating-prediction protocol).
 
@@ -45,6 +50,9 @@ class RatingSplit:
     item_ids: np.ndarray
     stats: dict
 
+    def __repr__(self) -> str:
+        return f"RatingSplit({self.summary()})"
+
     def summary(self) -> str:
         """One line with the sizes of the three parts and the unseen counts of the test part."""
         stats = self.stats
@@ -56,7 +64,7 @@ class RatingSplit:
         )
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class HeldOutPart:
     """The validation or test users of a ranking protocol.
 
@@ -82,6 +90,9 @@ class HeldOutPart:
         """Number of users (rows) in the part."""
         return self.fold_in.shape[0]
 
+    def __repr__(self) -> str:
+        return f"HeldOutPart({self.summary()})"
+
     def summary(self) -> str:
         """One line: users, fold-in and holdout interactions."""
         return (
@@ -90,7 +101,7 @@ class HeldOutPart:
         )
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class RankingSplit:
     """A top-N ranking protocol: training matrix plus held-out validation / test users.
 
@@ -119,6 +130,9 @@ class RankingSplit:
     def num_items(self) -> int:
         """Number of training items (columns of every matrix of the split)."""
         return self.train.shape[1]
+
+    def __repr__(self) -> str:
+        return "RankingSplit(" + "; ".join(self.summary().splitlines()) + ")"
 
     def summary(self) -> str:
         """A few lines: training matrix, each part and the dropped interactions."""
@@ -228,6 +242,8 @@ def weak_generalization(
     test: float = 0.2,
     validation: float = 0.0,
     seed: int = 0,
+    *,
+    positive_threshold: float | None = None,
 ) -> RankingSplit:
     """Per-user random holdout (weak generalization): the same users train and are tested.
 
@@ -247,6 +263,10 @@ def weak_generalization(
         validation: fraction held out for validation, in [0, 1); `test + validation`
             must be below 1. `0` means no validation part (`validation` is None).
         seed: integer seed.
+        positive_threshold: for explicit ratings, the rating above which an interaction
+            is a positive (`interactions.to_implicit(positive_threshold)` is split).
+            Required unless every value is 1.0: ranking protocols never treat low
+            ratings as positives silently.
 
     Returns:
         A `RankingSplit` with `train_rows` set on its parts.
@@ -263,7 +283,7 @@ def weak_generalization(
         (section 4.1 contrasts weak and strong generalization); the RecBole ML-1M benchmark
         uses this protocol with an 8:1:1 ratio (`test=0.1, validation=0.1`).
     """
-    interactions = _as_interactions(interactions)
+    interactions = _positives(interactions, positive_threshold, "weak_generalization")
     _check_fraction("test", test, allow_zero=False)
     _check_fraction("validation", validation, allow_zero=True)
     _check_sum(test, validation)
@@ -339,6 +359,8 @@ def strong_generalization(
     fold_in: float = 0.8,
     seed: int = 0,
     num_validation_users: int | None = None,
+    *,
+    positive_threshold: float | None = None,
 ) -> RankingSplit:
     """Held-out users (strong generalization): test users are unseen in training.
 
@@ -359,6 +381,10 @@ def strong_generalization(
         seed: integer seed.
         num_validation_users: number of validation users; defaults to
             `num_heldout_users`; `0` means no validation part.
+        positive_threshold: for explicit ratings, the rating above which an interaction
+            is a positive (`interactions.to_implicit(positive_threshold)` is split).
+            Required unless every value is 1.0: ranking protocols never treat low
+            ratings as positives silently.
 
     Returns:
         A `RankingSplit` whose parts have `train_rows=None`.
@@ -376,7 +402,7 @@ def strong_generalization(
     """
     return _held_out_users(
         "strong_generalization",
-        interactions,
+        _positives(interactions, positive_threshold, "strong_generalization"),
         num_heldout_users,
         fold_in,
         seed,
@@ -391,6 +417,8 @@ def temporal(
     fold_in: float = 0.8,
     seed: int = 0,
     num_validation_users: int | None = None,
+    *,
+    positive_threshold: float | None = None,
 ) -> RankingSplit:
     """Held-out users with a time-ordered split: predict each user's last interactions.
 
@@ -409,6 +437,10 @@ def temporal(
         seed: integer seed (draws the held-out users).
         num_validation_users: number of validation users; defaults to
             `num_heldout_users`; `0` means no validation part.
+        positive_threshold: for explicit ratings, the rating above which an interaction
+            is a positive (`interactions.to_implicit(positive_threshold)` is split).
+            Required unless every value is 1.0: ranking protocols never treat low
+            ratings as positives silently.
 
     Returns:
         A `RankingSplit` with `train_timestamps` and `fold_in_timestamps`.
@@ -425,7 +457,7 @@ def temporal(
         Filtering", WSDM 2019 (ML-1M: held-out users, first 80% of each time-sorted
         sequence as input, last 20% evaluated).
     """
-    interactions = _as_interactions(interactions)
+    interactions = _positives(interactions, positive_threshold, "temporal")
     if interactions.timestamps is None:
         raise ValueError(
             f"`temporal` needs timestamps; `interactions` ({_name(interactions)}) has none. "
@@ -449,10 +481,10 @@ def _held_out_users(
     protocol, interactions, num_heldout_users, fold_in, seed, num_validation_users, temporal
 ):
     interactions = _as_interactions(interactions)
-    _check_count("num_heldout_users", num_heldout_users, allow_zero=False)
+    check_positive_int(num_heldout_users, "num_heldout_users")
     if num_validation_users is None:
         num_validation_users = num_heldout_users
-    _check_count("num_validation_users", num_validation_users, allow_zero=True)
+    check_non_negative_int(num_validation_users, "num_validation_users")
     _check_fraction("fold_in", fold_in, allow_zero=False)
     _check_seed(seed)
     matrix = interactions.matrix
@@ -675,6 +707,23 @@ def _as_interactions(interactions):
     )
 
 
+def _positives(interactions, positive_threshold, protocol):
+    """Implicit `Interactions` for a ranking protocol; explicit ratings need a threshold."""
+    interactions = _as_interactions(interactions)
+    if positive_threshold is not None:
+        check_finite_float(positive_threshold, "positive_threshold")
+        return interactions.to_implicit(positive_threshold)
+    if not interactions.is_implicit:
+        values = interactions.matrix.data
+        raise ValueError(
+            f"`{protocol}` ranks implicit feedback, but `interactions` holds values in "
+            f"[{values.min():g}, {values.max():g}]: low ratings would count as positives. "
+            "Call `interactions.to_implicit(threshold)` first or pass `positive_threshold=` "
+            "(e.g. 3.0 keeps ratings above 3; 0.0 keeps every interaction)."
+        )
+    return interactions
+
+
 def _name(interactions):
     return interactions.name or "unnamed"
 
@@ -699,16 +748,6 @@ def _check_sum(test, validation):
             "`test` + `validation` should be less than 1. "
             f"Received: test={test!r}, validation={validation!r}"
         )
-
-
-def _check_count(argument, value, allow_zero):
-    kind = "non-negative" if allow_zero else "positive"
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Integral)
-        or value < (0 if allow_zero else 1)
-    ):
-        raise ValueError(f"`{argument}` should be a {kind} integer. Received: {argument}={value!r}")
 
 
 def _check_seed(seed):

@@ -12,6 +12,7 @@ from keras_aerec.metrics.ranking import (
     _check_recall_normalization,
     ranking_metrics,
 )
+from keras_aerec.validation import check_positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,8 @@ def evaluate_ranking(
         model_or_score_fn: an object with a `score(rows, users=None)` method, or a function
             with the same signature, returning dense scores (batch users x items).
         part: a `HeldOutPart` (or any object) with `.fold_in` and `.holdout` CSR matrices
-            (part users x items) and `.train_rows` (int array or None).
+            (part users x items) and `.train_rows` (int array or None). A `RankingSplit`
+            stands for its test part (`split.test`); pass `split.validation` to tune.
         ks: cut-offs.
         batch_size: users scored per call.
         metrics: names among `"precision"`, `"recall"`, `"ndcg"`.
@@ -71,6 +73,7 @@ def evaluate_ranking(
         Filtering. WWW 2018. https://arxiv.org/abs/1802.05814
     """
     score_fn = _resolve_score_fn(model_or_score_fn)
+    part = _held_out_part(part)
     fold_in = _as_csr(part.fold_in, "part.fold_in")
     holdout = _as_csr(part.holdout, "part.holdout")
     if fold_in.shape != holdout.shape:
@@ -90,7 +93,7 @@ def evaluate_ranking(
     ks = _check_ks(ks, num_items)
     metrics = _check_metrics(metrics)
     _check_recall_normalization(recall_normalization)
-    _check_batch_size(batch_size)
+    check_positive_int(batch_size, "batch_size")
 
     rows = np.flatnonzero(_count_nonzero_per_row(holdout) > 0)
     num_skipped = num_rows - rows.size
@@ -126,6 +129,21 @@ def evaluate_ranking(
     return results
 
 
+def _held_out_part(part):
+    """`part` itself, or the test part of a ranking split; a clear error for anything else."""
+    if hasattr(part, "fold_in") and hasattr(part, "holdout"):
+        return part
+    test = getattr(part, "test", None)
+    if hasattr(test, "fold_in") and hasattr(test, "holdout"):
+        logger.info("evaluate_ranking: evaluating the split's test part (`split.test`).")
+        return test
+    raise ValueError(
+        "`part` should be the held-out part of a ranking split, e.g. `split.test` or "
+        "`split.validation` of `strong_generalization(...)`, `weak_generalization(...)` or "
+        f"`temporal(...)`. Received: {type(part).__name__}"
+    )
+
+
 def _resolve_score_fn(model_or_score_fn):
     """The `score` method of a model, or the function itself."""
     score = getattr(model_or_score_fn, "score", None)
@@ -159,17 +177,6 @@ def _batch_scores(score_fn, expected_shape: tuple[int, int], *args, **kwargs) ->
             f"{np.count_nonzero(np.isnan(scores))} NaN values in a batch of shape {scores.shape}"
         )
     return scores
-
-
-def _check_batch_size(batch_size) -> None:
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, int | np.integer)
-        or batch_size < 1
-    ):
-        raise ValueError(
-            f"`batch_size` should be a positive integer. Received: batch_size={batch_size!r}"
-        )
 
 
 def _as_csr(matrix, name: str) -> scipy.sparse.csr_matrix:

@@ -9,9 +9,9 @@ import scipy.sparse
 from keras_aerec.evaluation.ranking import (
     _as_csr,
     _batch_scores,
-    _check_batch_size,
     _resolve_score_fn,
 )
+from keras_aerec.validation import check_positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def evaluate_rating(
     if targets.nnz == 0:
         raise ValueError("`targets` should contain at least one rating. Received: no ratings")
     _check_rating_range(rating_range)
-    _check_batch_size(batch_size)
+    check_positive_int(batch_size, "batch_size")
     default_rating = _resolve_default_rating(default_rating, inputs)
 
     num_rows, num_columns = targets.shape

@@ -6,12 +6,8 @@ from keras import ops
 from keras_aerec.api_export import keras_aerec_export
 from keras_aerec.distribute import scale_loss_for_replicas
 from keras_aerec.losses.masked_mse import MaskedMSE
-from keras_aerec.models.rating_autoencoder import (
-    RatingAutoencoder,
-    check_non_negative_float,
-    check_rating_config,
-)
-from keras_aerec.models.recommender import check_positive_int
+from keras_aerec.models.rating_autoencoder import RatingAutoencoder, check_rating_config
+from keras_aerec.validation import check_non_negative_float, check_positive_int
 
 
 @keras_aerec_export
@@ -96,7 +92,7 @@ class AutoRec(RatingAutoencoder):
     ):
         num_inputs = check_positive_int(num_inputs, "num_inputs")
         hidden_units = check_positive_int(hidden_units, "hidden_units")
-        l2 = check_non_negative_float("l2", l2)
+        l2 = check_non_negative_float(l2, "l2")
         if num_rows is not None:
             num_rows = check_positive_int(num_rows, "num_rows")
         variant, rating_range, default_rating, user_ids, item_ids = check_rating_config(

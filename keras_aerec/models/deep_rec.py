@@ -6,12 +6,8 @@ from keras import ops
 from keras_aerec.api_export import keras_aerec_export
 from keras_aerec.distribute import scale_loss_for_replicas
 from keras_aerec.losses.masked_mse import MaskedMSE
-from keras_aerec.models.rating_autoencoder import (
-    RatingAutoencoder,
-    check_non_negative_float,
-    check_rating_config,
-)
-from keras_aerec.models.recommender import check_positive_int, check_rate
+from keras_aerec.models.rating_autoencoder import RatingAutoencoder, check_rating_config
+from keras_aerec.validation import check_non_negative_float, check_positive_int, check_rate
 
 
 @keras_aerec_export
@@ -174,7 +170,7 @@ class DeepRec(RatingAutoencoder):
             )
         hidden_units = [check_positive_int(units, "hidden_units") for units in hidden_units]
         dropout = check_rate(dropout, "dropout")
-        l2 = check_non_negative_float("l2", l2)
+        l2 = check_non_negative_float(l2, "l2")
         if isinstance(refeeds, bool) or not isinstance(refeeds, int) or refeeds < 0:
             raise ValueError(
                 f"`refeeds` should be a non-negative integer. Received: refeeds={refeeds!r}"

@@ -4,9 +4,8 @@ import keras
 
 from keras_aerec.api_export import keras_aerec_export
 from keras_aerec.losses.multinomial import multinomial_nll
-from keras_aerec.models.recommender import (
-    ReconstructionObjective,
-    TopNRecommender,
+from keras_aerec.models.recommender import ReconstructionObjective, TopNRecommender
+from keras_aerec.validation import (
     check_hidden_dims,
     check_item_ids,
     check_l2,
@@ -27,6 +26,8 @@ class MultDAE(TopNRecommender, ReconstructionObjective, keras.Model):
     deterministic at inference.
 
     `compile()` needs no `loss`; train on the rows themselves:
+    `model.fit(train, batch_size=500, epochs=...)` with a CSR matrix or numpy array
+    (wrapped in `RowBatches`, as is `validation_data`), or
     `model.fit(RowBatches(train, batch_size=500, seed=0), epochs=...)`.
 
     Scores are the decoder's logits. An all-zero row gets the decoder's prior ranking.

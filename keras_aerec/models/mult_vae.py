@@ -5,9 +5,8 @@ import keras
 from keras_aerec.api_export import keras_aerec_export
 from keras_aerec.layers.sampling import Sampling
 from keras_aerec.losses.multinomial import multinomial_nll
-from keras_aerec.models.recommender import (
-    ReconstructionObjective,
-    TopNRecommender,
+from keras_aerec.models.recommender import ReconstructionObjective, TopNRecommender
+from keras_aerec.validation import (
     check_hidden_dims,
     check_item_ids,
     check_l2,
@@ -29,6 +28,8 @@ class MultVAE(TopNRecommender, ReconstructionObjective, keras.Model):
     z is the mean of q(z|x), so scores are deterministic.
 
     `compile()` needs no `loss`; train on the rows themselves:
+    `model.fit(train, batch_size=500, epochs=...)` with a CSR matrix or numpy array
+    (wrapped in `RowBatches`, as is `validation_data`), or
     `model.fit(RowBatches(train, batch_size=500, seed=0), epochs=...)`.
 
     Scores are the decoder's logits (a monotone function of the predicted multinomial

@@ -17,17 +17,11 @@ import scipy.sparse as sp
 
 from keras_aerec.data.batching import RowBatches
 from keras_aerec.distribute import predict_batch
-from keras_aerec.models.recommender import DEFAULT_SCORE_BATCH_SIZE
+from keras_aerec.models.recommender import DEFAULT_SCORE_BATCH_SIZE, MatrixInputs
 
 logger = logging.getLogger("keras_aerec.models")
 
 VARIANTS = ("item", "user")
-
-
-def check_non_negative_float(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
-        raise ValueError(f"`{name}` should be a non-negative number. Received: {name}={value!r}")
-    return float(value)
 
 
 def check_rating_config(variant, rating_range, default_rating, user_ids, item_ids, num_inputs):
@@ -72,7 +66,7 @@ def check_rating_config(variant, rating_range, default_rating, user_ids, item_id
     return variant, (low, high), default, ids["user_ids"], ids["item_ids"]
 
 
-class RatingAutoencoder(keras.Model):
+class RatingAutoencoder(MatrixInputs, keras.Model):
     """Base of the rating autoencoders: orientation, input checks, scoring, pair prediction.
 
     Subclasses build a functional model in `__init__`, set `variant`, `num_inputs` (width
@@ -138,6 +132,7 @@ class RatingAutoencoder(keras.Model):
         """
         del users
         rows = self._check_inputs(rows, "rows")
+        self._check_trained("score")
         outputs = []
         for start in range(0, rows.shape[0], batch_size):
             batch = rows[start : start + batch_size]
@@ -185,6 +180,7 @@ class RatingAutoencoder(keras.Model):
                 f"Received: {users.size} user ids and {items.size} item ids"
             )
         rows = self.rating_rows(matrix, side_information)
+        self._check_trained("predict_ratings")
         row_of_pair, column_of_pair = (items, users) if self.variant == "item" else (users, items)
         seen = (np.diff(matrix.indptr) > 0)[users] & (
             np.bincount(matrix.indices, minlength=matrix.shape[1]) > 0
@@ -249,6 +245,10 @@ class RatingAutoencoder(keras.Model):
         elif validation_data is not None:
             self._check_training_data(validation_data, None, "validation_data")
         return super().fit(x, y, *args, **kwargs)
+
+    def _matrix_targets(self, x):
+        """The ratings part of the input rows (without side information)."""
+        return x[:, : self.num_inputs] if self.side_information_size else "x"
 
     # === Checks ===
 

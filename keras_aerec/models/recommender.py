@@ -14,68 +14,207 @@ import keras
 import numpy as np
 import scipy.sparse as sp
 
+from keras_aerec.data.batching import RowBatches
 from keras_aerec.distribute import predict_batch
 from keras_aerec.metrics.ranking import top_k_indices
+from keras_aerec.validation import (  # noqa: F401 (re-exported for older imports)
+    check_hidden_dims,
+    check_item_ids,
+    check_l2,
+    check_positive_int,
+    check_rate,
+    item_ids_config,
+)
 
 DEFAULT_SCORE_BATCH_SIZE = 1024
 
 
-def check_item_ids(item_ids, num_items: int) -> np.ndarray:
-    """Original item ids as a 1D numpy array of length `num_items` (default: positions)."""
-    if item_ids is None:
-        return np.arange(num_items)
-    item_ids = np.asarray(item_ids)
-    if item_ids.ndim != 1 or item_ids.shape[0] != num_items:
-        raise ValueError(
-            f"`item_ids` should be a 1D sequence of {num_items} ids (one per item). "
-            f"Received: item_ids with shape {item_ids.shape}"
+KERAS_DEFAULT_BATCH_SIZE = 32
+
+
+def is_matrix(value) -> bool:
+    """Whether `value` is a scipy sparse matrix or a numpy array (rows of examples)."""
+    return sp.issparse(value) or isinstance(value, np.ndarray)
+
+
+class MatrixInputs:
+    """Mixin: Keras `fit` / `evaluate` / `predict` on a CSR matrix or numpy array of rows.
+
+    A matrix (rows x columns) passed as `x` or `validation_data` is wrapped in
+    `RowBatches`, the package's fast path, which densifies one batch of rows at a time:
+    `batch_size` (default 32, as in Keras), `shuffle` (rows are reshuffled every epoch,
+    seeded by the model's `seed` when it has one) and `validation_split` (the last rows,
+    before shuffling, as in Keras) keep their Keras meaning. Anything else (a
+    `RowBatches`, a `tf.data.Dataset`, a generator) goes to Keras unchanged.
+
+    The host model may override `_matrix_targets(x)` (default targets when `y` is None)
+    and `_row_batches(x, y, batch_size, shuffle, rows, training)`.
+
+    It also refuses to score with untrained weights: `_check_trained(method)` raises
+    unless the model was fitted (optimizer updates > 0) or its weights were loaded
+    (`keras.saving.load_model`, `load_weights`) or given (`model.set_weights`).
+    """
+
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        epochs=1,
+        verbose="auto",
+        callbacks=None,
+        validation_split=0.0,
+        validation_data=None,
+        shuffle=True,
+        **kwargs,
+    ):
+        validation_batch_size = kwargs.pop("validation_batch_size", None)
+        given_batch_size = batch_size
+        batches = self._matrix_batches(x, y, batch_size, shuffle, "x", validation_split)
+        if batches is not None:
+            self._refuse_weights(kwargs, "x")
+            (x, validation_from_split), y, batch_size = batches, None, None
+            if validation_from_split is not None:
+                if validation_data is not None:
+                    raise ValueError(
+                        "Pass either `validation_split` or `validation_data`, not both."
+                    )
+                validation_data = validation_from_split
+            validation_split = 0.0
+        if validation_data is not None:
+            wrapped = self._validation_batches(
+                validation_data, validation_batch_size or given_batch_size
+            )
+            if wrapped is not validation_data:
+                validation_data, validation_batch_size = wrapped, None
+        if validation_batch_size is not None:
+            kwargs["validation_batch_size"] = validation_batch_size
+        return super().fit(
+            x,
+            y,
+            batch_size=batch_size,
+            epochs=epochs,
+            verbose=verbose,
+            callbacks=callbacks,
+            validation_split=validation_split,
+            validation_data=validation_data,
+            shuffle=shuffle,
+            **kwargs,
         )
-    return item_ids
 
+    def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
+        batches = self._matrix_batches(x, y, batch_size, False, "x")
+        if batches is not None:
+            self._refuse_weights(kwargs, "x")
+            (x, _), y, batch_size = batches, None, None
+        return super().evaluate(x, y, batch_size=batch_size, **kwargs)
 
-def item_ids_config(item_ids: np.ndarray, num_items: int):
-    """`item_ids` for `get_config()`: None when they are the default positions."""
-    if np.issubdtype(item_ids.dtype, np.integer) and np.array_equal(item_ids, np.arange(num_items)):
+    def predict(self, x, batch_size=None, **kwargs):
+        batches = self._matrix_batches(x, None, batch_size, False, "x", predict=True)
+        if batches is not None:
+            (x, _), batch_size = batches, None
+        return super().predict(x, batch_size=batch_size, **kwargs)
+
+    def load_own_variables(self, store):
+        super().load_own_variables(store)
+        # Loading a `.keras` file or weights counts as training for `_check_trained`.
+        self._weights_loaded = True
+
+    def set_weights(self, weights):
+        super().set_weights(weights)
+        self._weights_loaded = True
+
+    def _check_trained(self, method: str) -> None:
+        """Raises unless the model was fitted or loaded (not for models without trainable
+        weights, such as closed-form ones, which check their own state)."""
+        if getattr(self, "_weights_loaded", False) or not self.trainable_weights:
+            return
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is not None and int(keras.ops.convert_to_numpy(optimizer.iterations)) > 0:
+            return
+        raise ValueError(
+            f"`{type(self).__name__}.{method}()` was called before training: its weights "
+            "are random. Call `fit()` first, or load a trained model with "
+            "`keras.saving.load_model()`."
+        )
+
+    # === Matrix inputs ===
+
+    def _matrix_targets(self, x):
+        """Targets used when `y` is None (None: the loss reconstructs the input)."""
+        del x
         return None
-    return item_ids.tolist()
 
-
-def check_positive_int(value, name: str) -> int:
-    """`value` as an int, or a Keras-style ValueError naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"`{name}` should be a positive integer. Received: {name}={value!r}")
-    return int(value)
-
-
-def check_rate(value, name: str) -> float:
-    """`value` as a float in [0, 1), or a Keras-style ValueError naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-        raise ValueError(f"`{name}` should be a float in [0, 1). Received: {name}={value!r}")
-    return float(value)
-
-
-def check_hidden_dims(hidden_dims) -> tuple[int, ...]:
-    """`hidden_dims` as a tuple of positive ints (may be empty)."""
-    try:
-        dims = tuple(hidden_dims)
-    except TypeError:
-        dims = None
-    if dims is None or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims):
-        raise ValueError(
-            "`hidden_dims` should be a sequence of positive integers. "
-            f"Received: hidden_dims={hidden_dims!r}"
+    def _row_batches(self, x, y, batch_size, shuffle, rows, training):
+        """`RowBatches` over the rows of matrix `x` (and `y`), or None when `x` is not one."""
+        del training
+        if not is_matrix(x):
+            return None
+        return RowBatches(
+            x,
+            y=self._matrix_targets(x) if y is None else y,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=getattr(self, "seed", None),
+            rows=rows,
         )
-    return dims
+
+    def _matrix_batches(self, x, y, batch_size, shuffle, name, validation_split=0.0, predict=False):
+        """`(batches, validation_batches)` for matrix inputs, or None for other inputs."""
+        batch_size = check_positive_int(
+            KERAS_DEFAULT_BATCH_SIZE if batch_size is None else batch_size, "batch_size"
+        )
+        training = not predict and name == "x"
+        batches = self._row_batches(
+            x, y, batch_size, shuffle and not validation_split, None, training
+        )
+        if batches is None:
+            if is_matrix(y):
+                raise ValueError(
+                    f"`{name}` should be a CSR matrix or numpy array when `y` is one. "
+                    f"Received: {name} of type {type(x).__name__}"
+                )
+            return None
+        if not validation_split:
+            return batches, None
+        if not isinstance(validation_split, float | int) or not 0 < validation_split < 1:
+            raise ValueError(
+                "`validation_split` should be a float in (0, 1). "
+                f"Received: validation_split={validation_split!r}"
+            )
+        num_rows = batches.rows.size
+        split_at = int(np.floor(num_rows * (1.0 - validation_split)))
+        if split_at < 1 or split_at == num_rows:
+            raise ValueError(
+                f"`validation_split`={validation_split} leaves no training or no validation "
+                f"rows out of {num_rows}."
+            )
+        rows = np.arange(num_rows)
+        return (
+            self._row_batches(x, y, batch_size, shuffle, rows[:split_at], training),
+            self._row_batches(x, y, batch_size, False, rows[split_at:], False),
+        )
+
+    def _validation_batches(self, validation_data, batch_size):
+        """`validation_data` as `RowBatches` when it holds matrices (`X` or `(X, Y)`)."""
+        if isinstance(validation_data, tuple) and len(validation_data) in (1, 2):
+            x, y = validation_data[0], (validation_data[1] if len(validation_data) == 2 else None)
+        else:
+            x, y = validation_data, None
+        batches = self._matrix_batches(x, y, batch_size, False, "validation_data")
+        return validation_data if batches is None else batches[0]
+
+    @staticmethod
+    def _refuse_weights(kwargs, name):
+        for argument in ("sample_weight", "class_weight"):
+            if kwargs.get(argument) is not None:
+                raise ValueError(
+                    f"`{argument}` is not supported when `{name}` is a matrix of rows. "
+                    f"Received: {argument} of type {type(kwargs[argument]).__name__}"
+                )
 
 
-def check_l2(l2) -> float:
-    """`l2` as a non-negative float, or a Keras-style ValueError."""
-    if isinstance(l2, bool) or not isinstance(l2, int | float) or l2 < 0:
-        raise ValueError(f"`l2` should be a non-negative float. Received: l2={l2!r}")
-    return float(l2)
-
-
-class TopNRecommender:
+class TopNRecommender(MatrixInputs):
     """Mixin giving a Keras model `score()` and `recommend()` over interaction rows.
 
     The host model defines `num_items` and `item_ids` (original id of each item position)
@@ -100,6 +239,7 @@ class TopNRecommender:
         rows = self._check_user_items(user_items)
         users = self._check_users(users, rows.shape[0])
         batch_size = check_positive_int(batch_size, "batch_size")
+        self._check_trained("score")
         scores = np.empty(rows.shape, dtype="float32")
         for start in range(0, rows.shape[0], batch_size):
             stop = start + batch_size
@@ -146,6 +286,7 @@ class TopNRecommender:
             )
         users = self._check_users(users, rows.shape[0])
         batch_size = check_positive_int(batch_size, "batch_size")
+        self._check_trained("recommend")
         positions = np.empty((rows.shape[0], k), dtype="int64")
         top_scores = np.empty((rows.shape[0], k), dtype="float32")
         for start in range(0, rows.shape[0], batch_size):
@@ -170,6 +311,11 @@ class TopNRecommender:
                 ids = ids.astype(object)
                 ids[missing] = None
         return ids, top_scores
+
+    def _row_batches(self, x, y, batch_size, shuffle, rows, training):
+        if is_matrix(x):
+            x = self._check_user_items(x)  # width and finite values, before any batch
+        return super()._row_batches(x, y, batch_size, shuffle, rows, training)
 
     def _base_config(self) -> dict:
         """The `keras.Model` part of `get_config()` (name, trainable, dtype policy)."""

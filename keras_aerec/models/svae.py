@@ -14,13 +14,8 @@ from keras_aerec.data.sequences import (
 )
 from keras_aerec.distribute import sum_over_replicas
 from keras_aerec.layers.sampling import Sampling
-from keras_aerec.models.recommender import (
-    TopNRecommender,
-    check_item_ids,
-    check_l2,
-    check_positive_int,
-    item_ids_config,
-)
+from keras_aerec.models.recommender import TopNRecommender, is_matrix
+from keras_aerec.validation import check_item_ids, check_l2, check_positive_int, item_ids_config
 
 DEFAULT_SCORE_BATCH_SIZE = 256
 
@@ -257,6 +252,28 @@ class SVAE(TopNRecommender, keras.Model):
             seed=seed,
             **kwargs,
         )
+
+    def _row_batches(self, x, y, batch_size, shuffle, rows, training):
+        """`fit(sequences)`: a list of item-position sequences becomes `self.batches(...)`."""
+        del training
+        if is_matrix(x) and x.dtype != object:
+            raise ValueError(
+                "`SVAE` trains on item sequences, not on a users x items matrix: pass a list "
+                "of per-user arrays of item positions, oldest first (e.g. "
+                "`interactions.sequences()`), or `model.batches(sequences)`. "
+                f"Received: x with shape {x.shape}"
+            )
+        if not isinstance(x, list | np.ndarray) or not all(
+            isinstance(sequence, list | np.ndarray) for sequence in x
+        ):
+            return None
+        if y is not None or rows is not None:
+            raise ValueError(
+                "`SVAE` builds its own next-item targets from the sequences: pass `y=None` "
+                "and, for validation, `validation_data=<list of sequences>` (not "
+                "`validation_split`)."
+            )
+        return self.batches(x, batch_size=batch_size, shuffle=shuffle, seed=self.seed)
 
     # ------------------------------------------------------------------ inference
 

@@ -3,6 +3,7 @@
 import json
 import logging
 
+import keras
 import pytest
 
 from keras_aerec.cli.main import main
@@ -118,3 +119,78 @@ def test_cli_benchmark_temporal_refuses_a_rating_model(capsys):
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0
     assert "'temporal' protocol evaluates" in error
+
+
+def test_seeds_make_one_result_each_and_a_rerun_reads_finished_ones_back(data, tmp_path, caplog):
+    first = run_benchmark(
+        data, protocol="article", models=["ease"], seeds=[0, 1], resume_dir=tmp_path
+    )
+    assert [result.seed for result in first] == [0, 1]
+    # Each seed redraws the split: the two runs differ.
+    assert first[0].metrics["ndcg@100"] != first[1].metrics["ndcg@100"]
+    assert sorted(p.name for p in (tmp_path / "finished").iterdir()) == [
+        "ease-seed0.json",
+        "ease-seed1.json",
+    ]
+    with caplog.at_level(logging.INFO, logger="keras_aerec"):
+        again = run_benchmark(
+            data, protocol="article", models=["ease"], seeds=[0, 1], resume_dir=tmp_path
+        )
+    assert caplog.text.count("finished in an earlier run, not retrained") == 2
+    assert [result.to_dict() for result in again] == [result.to_dict() for result in first]
+    # Other settings (another model's l2 here: another seed list) retrain what differs.
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="keras_aerec"):
+        run_benchmark(data, protocol="article", models=["ease"], seeds=[1, 2], resume_dir=tmp_path)
+    assert caplog.text.count("not retrained") == 1
+
+
+def test_a_stored_result_of_other_settings_is_retrained(data, tmp_path, caplog):
+    run_benchmark(data, protocol="article", models=["ease"], resume_dir=tmp_path)
+    path = tmp_path / "finished" / "ease-seed0.json"
+    stored = json.loads(path.read_text())
+    stored["key"]["recipe"]["hyperparameters"]["l2"] = 1.0
+    path.write_text(json.dumps(stored))
+    with caplog.at_level(logging.INFO, logger="keras_aerec"):
+        run_benchmark(data, protocol="article", models=["ease"], resume_dir=tmp_path)
+    assert "made with other settings; retraining" in caplog.text
+
+
+def test_seeds_are_checked(data):
+    with pytest.raises(ValueError, match="`seeds` should be non-negative integers"):
+        run_benchmark(data, protocol="article", models=["ease"], seeds=[0, -1])
+
+
+def test_report_gives_mean_and_sd_over_seeds(data, tmp_path):
+    from keras_aerec.experiments.report import markdown_table, write_report
+
+    results = run_benchmark(data, protocol="article", models=["ease"], seeds=[0, 1, 2])
+    values = [result.metrics["ndcg@100"] for result in results]
+    table = markdown_table(results)
+    assert "best epoch" in table and "epochs run" in table
+    mean = sum(values) / 3
+    assert f"{mean:.4f} ± " in table
+    write_report(results, str(tmp_path), dataset="synthetic", command="keras-aerec benchmark")
+    (figure,) = json.loads((tmp_path / "results.json").read_text())["figures"]
+    assert figure["seeds"] == [0, 1, 2]
+    assert figure["metrics"]["ndcg@100"]["mean"] == pytest.approx(mean)
+    assert figure["metrics"]["ndcg@100"]["sd"] > 0
+    assert "keras_aerec/models/ease.py" in figure["code"]
+    assert set(figure["code_blobs"]) == set(figure["code"])
+
+
+@pytest.mark.backend
+def test_the_seed_reaches_the_batch_order(data):
+    # Same split and initialisation, other batch order: other weights.
+    from keras_aerec.experiments.runner import train_and_evaluate
+
+    spec = get_protocol("liang")
+    split = spec.split("ranking", data, 0)
+    losses = []
+    for seed in (0, 1):
+        keras.utils.set_random_seed(0)
+        _, result = train_and_evaluate(
+            MODELS["multdae"], split, spec, epochs=1, quick=True, verbose=0, seed=seed
+        )
+        losses.append(result.history["loss"][0])
+    assert losses[0] != losses[1]

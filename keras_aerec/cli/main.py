@@ -108,8 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"subset of {', '.join(sorted(MODELS))} (default: all the protocol supports)",
     )
     bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="several seeds (split, initialisation, batch order): mean ± sd per model; "
+        "overrides --seed",
+    )
     bench.add_argument("--epochs", type=int, default=None, help="override every model's epochs")
-    bench.add_argument("--output-dir", default="reports")
+    bench.add_argument(
+        "--output-dir",
+        default="reports",
+        help="report folder; finished models are kept there and a rerun does not retrain them",
+    )
     _add_common(bench)
 
     from keras_aerec.cli import evaluate, export, recommend, train, tune
@@ -191,13 +203,17 @@ def _run_benchmark(args) -> None:
         protocol=args.protocol,
         models=args.models,
         seed=args.seed,
+        seeds=args.seeds,
         epochs=args.epochs,
         verbose=_verbosity(args),
         timestamped=timestamped,
+        resume_dir=output_dir,
     )
     title = f"keras-aerec benchmark: {interactions.name or args.dataset}, {args.protocol} protocol"
     published = ARTICLE if (args.dataset, args.protocol) == ("1m", "article") else None
-    paths = write_report(results, output_dir, title=title, published=published)
+    paths = write_report(
+        results, output_dir, title=title, published=published, dataset=args.dataset
+    )
     _print_report(results, paths)
 
 

@@ -5,6 +5,7 @@ and otherwise the settings measured in BENCHMARKS.md; `quick` ones are the demo'
 """
 
 import dataclasses
+import json
 from collections.abc import Callable
 
 import keras
@@ -35,6 +36,9 @@ class Recipe:
             rate is halved (`ReduceLROnPlateau`), or None for a constant rate.
         user_index: whether batches carry the user positions (CDAE).
         closed_form: trained by `model.fit(train)` without epochs (EASE).
+        protocols: per protocol name, the attributes that differ under it (`defaults`
+            entries are merged), e.g. a longer schedule where the split has a
+            validation part; see `for_protocol`.
     """
 
     name: str
@@ -51,6 +55,27 @@ class Recipe:
     lr_patience: int | None = None
     user_index: bool = False
     closed_form: bool = False
+    protocols: dict = dataclasses.field(default_factory=dict)
+
+    def for_protocol(self, protocol: str) -> "Recipe":
+        """The recipe as trained under `protocol` (itself when nothing differs)."""
+        changes = dict(self.protocols.get(protocol, {}))
+        if not changes:
+            return self
+        if "defaults" in changes:
+            changes["defaults"] = {**self.defaults, **changes["defaults"]}
+        return dataclasses.replace(self, protocols={}, **changes)
+
+    def fingerprint(self, quick: bool = False) -> dict:
+        """What a run of this recipe depends on, as JSON data (stored with its results)."""
+        schedule = {
+            "hyperparameters": self.hyperparameters(quick),
+            "epoch_budget": [self.epoch_budget(quick), self.fixed_epochs],
+            "batch_size": self.training_batch_size(quick),
+            "patience": self.patience,
+            "lr_patience": self.lr_patience,
+        }
+        return json.loads(json.dumps(schedule, default=str))
 
     def hyperparameters(self, quick: bool) -> dict:
         return {**self.defaults, **(self.quick if quick else {})}

@@ -66,8 +66,9 @@ MODEL_SOURCES = {
     "svae": ["keras_aerec/models/svae.py", "keras_aerec/data/sequences.py"],
     "ease": ["keras_aerec/models/ease.py"],
 }
+# recipes.py is not listed: each figure carries its own recipe's fingerprint instead, so
+# that tuning one model's recipe does not make every other figure stale.
 RUNNER_SOURCES = [
-    "keras_aerec/experiments/recipes.py",
     "keras_aerec/experiments/runner.py",
     "keras_aerec/experiments/training.py",
     "keras_aerec/data/splits.py",
@@ -184,6 +185,7 @@ def figures(results, provenance: dict, dataset: str, command: str) -> list[dict]
                 "metrics": metrics,
                 "best_epoch": [result.best_epoch for result in group],
                 "epochs_run": [result.epochs_run for result in group],
+                "recipe": first.recipe,
                 "published": published_figures(first.model, first.protocol, dataset),
                 "notes": first.split.splitlines()[0] if first.split else "",
             }

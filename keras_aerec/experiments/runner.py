@@ -235,6 +235,7 @@ class ModelResult:
         seconds: training time (`fit`), without the test evaluation.
         seed: seed of the split, the initialisation and the batch order.
         load: the machine's 1-minute load average when the model finished.
+        recipe: the recipe's `fingerprint` (what the figure goes stale with).
     """
 
     model: str
@@ -249,6 +250,7 @@ class ModelResult:
     split: str
     seed: int = 0
     load: float | None = None
+    recipe: dict | None = None
 
     @property
     def epochs(self) -> int:
@@ -313,7 +315,7 @@ def run_benchmark(
     splits = {}
     results = []
     for name in names:
-        recipe = MODELS[name]
+        recipe = MODELS[name].for_protocol(spec.name)
         source = spec.split_source(recipe.kind)
         data = timestamped if source == "temporal" else interactions
         for run_seed in seeds:
@@ -368,7 +370,6 @@ def _check_seed(value) -> int:
 
 def _run_key(recipe: Recipe, spec: Protocol, data, seed: int, epochs, quick) -> dict:
     """What identifies one model and seed's run: a stored result is reused only if equal."""
-    hyperparameters = recipe.hyperparameters(quick)
     return {
         "model": recipe.name,
         "protocol": spec.name,
@@ -378,18 +379,7 @@ def _run_key(recipe: Recipe, spec: Protocol, data, seed: int, epochs, quick) -> 
         "interactions": data.num_interactions,
         "epochs": epochs,
         "quick": quick,
-        "recipe": json.loads(
-            json.dumps(
-                {
-                    "hyperparameters": hyperparameters,
-                    "epoch_budget": [recipe.epoch_budget(quick), recipe.fixed_epochs],
-                    "batch_size": recipe.training_batch_size(quick),
-                    "patience": recipe.patience,
-                    "lr_patience": recipe.lr_patience,
-                },
-                default=str,
-            )
-        ),
+        "recipe": recipe.fingerprint(quick),
     }
 
 
@@ -487,13 +477,15 @@ def train_and_evaluate(
     """Builds the recipe's model, fits it on `split` and evaluates it under `spec`.
 
     This is one row of `run_benchmark`; `keras-aerec train` calls it too, so that a saved
-    model is trained exactly as the benchmark trains it. `seed` sets the batch order
+    model is trained exactly as the benchmark trains it (the recipe's schedule under
+    `spec`, `Recipe.for_protocol`). `seed` sets the batch order
     (the caller seeds the initialisation with `keras.utils.set_random_seed`).
 
     Returns:
         `(model, result)`: the fitted model (best validation epoch restored when the
         protocol has a validation part) and its `ModelResult`.
     """
+    recipe = recipe.for_protocol(spec.name)
     hyperparameters = recipe.hyperparameters(quick)
     model = recipe.build(split, hyperparameters)
     evaluated = metric_kind(recipe.kind)
@@ -548,6 +540,7 @@ def train_and_evaluate(
         split=split.summary(),
         seed=seed,
         load=round(os.getloadavg()[0], 2),
+        recipe=recipe.fingerprint(quick),
     )
 
 

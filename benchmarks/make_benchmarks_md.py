@@ -173,7 +173,7 @@ def render_section(name: str, figures: list[dict]) -> list[str]:
         cells.append(_published(figure, names))
         cells.append(
             f"{figure.get('date', '?')}, `{figure.get('commit') or '?'}`, "
-            f"{figure.get('backend', '?')}, load {figure.get('load', '?')}"
+            f"{figure.get('backend', '?')}, load {figure.get('load') or '?'}"
         )
         lines.append("| " + " | ".join(cells) + " |")
         command = figure.get("command")

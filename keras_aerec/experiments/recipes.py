@@ -253,6 +253,9 @@ MODELS = {
             quick_epochs=10,
             batch_size=100,
             patience=6,
+            # The setting chosen on validation under RecBole's protocol
+            # (benchmarks/results/topn_models.md, "Mult-VAE search").
+            protocols={"recbole": {"defaults": {"latent_dim": 64, "anneal_cap": 0.5}}},
         ),
         Recipe(
             "multdae",

@@ -8,6 +8,7 @@ import pytest
 
 from keras_aerec.cli.main import main
 from keras_aerec.data import Interactions, synthetic
+from keras_aerec.data.splits import weak_generalization
 from keras_aerec.experiments import MODELS, PROTOCOLS, needs_timestamped_data, run_benchmark
 from keras_aerec.experiments.runner import TEMPORAL_SPLIT_LABEL, _model_names, get_protocol
 
@@ -194,3 +195,25 @@ def test_the_seed_reaches_the_batch_order(data):
         )
         losses.append(result.history["loss"][0])
     assert losses[0] != losses[1]
+
+
+def test_recbole_scores_test_users_from_their_training_rows_only(data):
+    from keras_aerec.evaluation.ranking import evaluate_ranking
+    from keras_aerec.experiments.training import evaluate_model
+    from keras_aerec.models.ease import EASE
+
+    spec = get_protocol("recbole")
+    split = weak_generalization(data, test=0.2, validation=0.2, seed=0)
+    model = EASE(num_items=split.num_items, l2=10.0)
+    model.fit(split.train)
+    ours = spec.evaluate(model, split, "ranking")
+    expected = evaluate_ranking(
+        lambda fold_in, users: model.score(split.train[users]),
+        split.test,
+        ks=(10,),
+        recall_normalization="relevant",
+    )
+    assert ours["ndcg@10"] == pytest.approx(expected["ndcg@10"])
+    # Reading train + validation (the test part's fold-in) scores differently.
+    both = evaluate_model(model, split, "ranking", ks=(10,), recall_normalization="relevant")
+    assert both["ndcg@10"] != pytest.approx(ours["ndcg@10"])

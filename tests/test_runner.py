@@ -217,3 +217,13 @@ def test_recbole_scores_test_users_from_their_training_rows_only(data):
     # Reading train + validation (the test part's fold-in) scores differently.
     both = evaluate_model(model, split, "ranking", ks=(10,), recall_normalization="relevant")
     assert both["ndcg@10"] != pytest.approx(ours["ndcg@10"])
+
+
+def test_a_recipe_under_a_protocol_merges_its_overrides():
+    recipe = MODELS["multvae"]
+    recbole = recipe.for_protocol("recbole")
+    assert recbole.defaults == {**recipe.defaults, "latent_dim": 64, "anneal_cap": 0.5}
+    assert recbole.fingerprint() != recipe.fingerprint()
+    assert recipe.for_protocol("article") is recipe
+    # The fingerprint is JSON data: what a stored result is compared with.
+    assert json.loads(json.dumps(recbole.fingerprint())) == recbole.fingerprint()

@@ -114,11 +114,11 @@ def _number(value) -> str:
     return str(value)
 
 
-def _metric(summary) -> str:
+def _metric(summary, num_seeds: int) -> str:
     if not isinstance(summary, dict):
         return _number(summary)
     mean, sd = summary.get("mean"), summary.get("sd")
-    if sd is None:
+    if sd is None or num_seeds == 1:  # no spread to show
         return _number(mean)
     return f"{_number(mean)} ± {_number(sd)}"
 
@@ -165,7 +165,9 @@ def render_section(name: str, figures: list[dict]) -> list[str]:
     for figure in figures:
         stale = changed_files(figure)
         what = figure["what"] + (" **(stale)**" if stale else "")
-        cells = [what] + [_metric(figure.get("metrics", {}).get(key)) for key in names]
+        num_seeds = len(figure.get("seeds") or [])
+        cells = [what]
+        cells += [_metric(figure.get("metrics", {}).get(key), num_seeds) for key in names]
         if has_epochs:
             cells += [_epochs(figure.get("best_epoch")), _epochs(figure.get("epochs_run"))]
         seeds = figure.get("seeds")
@@ -201,8 +203,15 @@ def render_section(name: str, figures: list[dict]) -> list[str]:
     return lines
 
 
+def _newest(document: dict) -> str:
+    return max((figure.get("date") or "" for figure in document["figures"]), default="")
+
+
 def render(documents: list[dict]) -> str:
     lines = [HEADER]
+    # Newest measurements first; documents without figures (prose tables) keep their place
+    # after them, in file order.
+    documents = sorted(documents, key=_newest, reverse=True)
     for document in documents:
         lines += [f"## {document['title']}", "", f"Source: `{document['path']}`.", ""]
         if document.get("intro"):

@@ -8,7 +8,7 @@ items get the default rating 3 (as in the AutoRec paper) and are counted; the in
 the training ratings, and `test RMSE (train+val in)` also feeds the validation ratings
 as inputs at test time (they are known ratings, not test ones).
 
-    KERAS_BACKEND=jax python benchmarks/bench_rating_models.py --data-dir /work/shared/data \
+    KERAS_BACKEND=jax python benchmarks/bench_rating_models.py --data-dir ../shared/data \
         --models i-autorec u-autorec deeprec --seeds 0 1 2 [--set deeprec.dropout=0.5] \
         [--json results.json]
 
@@ -236,7 +236,9 @@ def parse_overrides(pairs, presets):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default="/work/shared/data")
+    parser.add_argument(
+        "--data-dir", default="../shared/data", help="MovieLens folder (default: ../shared/data)"
+    )
     parser.add_argument("--models", nargs="+", default=list(PRESETS), choices=list(PRESETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--set", nargs="*", default=[], metavar="MODEL.ARG=VALUE")

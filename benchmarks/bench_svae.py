@@ -13,7 +13,7 @@ batch size 1 (one user per step, unpadded, as in the authors' code) timed on a f
 hundred steps and extrapolated to an epoch.
 
     KERAS_BACKEND=tensorflow python benchmarks/bench_svae.py \\
-        --data-dir /work/shared/data --dataset 1m --seeds 0 1 2 \\
+        --data-dir ../shared/data --dataset 1m --seeds 0 1 2 \\
         --output benchmarks/results/svae.md
 
     # once: which backend trains SVAE fastest on this machine

@@ -27,7 +27,7 @@ warm-up epoch at batches of 500 and 100 users, EASE's closed form (best of 3), t
 evaluation (best of 2) and the peak RSS, with the load average before and after (the
 machine is shared, so accuracy runs' timings are noisier).
 
-    KERAS_BACKEND=jax python benchmarks/bench_topn_models.py --data-dir /work/shared/data \
+    KERAS_BACKEND=jax python benchmarks/bench_topn_models.py --data-dir ../shared/data \
         --protocol liang --models ease multvae multdae cdae --seeds 0 1 2 \
         [--set multvae.total_anneal_steps=2000] [--json runs.jsonl] [--speed]
 
@@ -359,7 +359,9 @@ def table(protocol, runs):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default="/work/shared/data")
+    parser.add_argument(
+        "--data-dir", default="../shared/data", help="MovieLens folder (default: ../shared/data)"
+    )
     parser.add_argument("--protocol", choices=list(PROTOCOLS), default="liang")
     parser.add_argument("--models", nargs="+", default=list(PRESETS), choices=list(PRESETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])

@@ -3,10 +3,12 @@
 Prints a Markdown table (one row per protocol) for BENCHMARKS.md. The split time is the
 best of `--repeats` runs; preprocessing (implicit threshold, filters) is timed apart.
 
-    python benchmarks/split_sizes.py [data_dir] [--seed 0] [--repeats 3]
+    python benchmarks/split_sizes.py [data_dir] [--seed 0] [--repeats 3] [--json PATH]
 """
 
 import argparse
+import json
+import os
 import time
 from pathlib import Path
 
@@ -53,6 +55,7 @@ def main():
     parser.add_argument("data_dir", nargs="?", default=str(DEFAULT_DATA_DIR))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", help="also write the table to this results file")
     args = parser.parse_args()
     seed, repeats = args.seed, args.repeats
 
@@ -62,11 +65,11 @@ def main():
     )
     rows = []
 
-    split, seconds = timed(lambda: rating_holdout(ratings, 0.1, 0.05, seed=seed), repeats)
+    split, seconds = timed(lambda: rating_holdout(ratings, 0.1, 0.1, seed=seed), repeats)
     stats = split.stats
     rows.append(
         (
-            "rating_holdout(test=0.1, validation=0.05)",
+            "rating_holdout(test=0.1, validation=0.1)",
             "ratings",
             shape(ratings),
             f"{stats['num_train']:,} ratings",
@@ -133,25 +136,38 @@ def main():
             )
         )
 
-    print(
-        f"MovieLens-1M from {args.data_dir} (load {load_time:.2f} s; timestamped users "
-        f"{load_ts_time:.2f} s), seed {seed}, split time best of {repeats}."
-    )
-    print(
+    lines = [
+        f"MovieLens-1M, seed {seed}: load {load_time:.2f} s (timestamped users "
+        f"{load_ts_time:.2f} s), split time best of {repeats}.",
         f"RecBole preprocessing (rating >= 3, 10-core): {shape(recbole)} "
-        "(RecBole reports 6,040 x 3,124, 834,449)."
-    )
-    print()
-    print(
+        "(RecBole reports 6,040 x 3,124, 834,449).",
+        "",
         "| protocol | preprocessing | input (users x items, interactions) | train "
-        "| validation (fold-in / holdout) | test (fold-in / holdout) | prep s | split s |"
-    )
-    print("|---|---|---|---|---|---|---:|---:|")
+        "| validation (fold-in / holdout) | test (fold-in / holdout) | prep s | split s |",
+        "|---|---|---|---|---|---|---:|---:|",
+    ]
     for protocol, preprocessing, data, train, validation, test, prep_s, split_s in rows:
-        print(
+        lines.append(
             f"| {protocol} | {preprocessing} | {data} | {train} | {validation} | {test} "
             f"| {prep_s:.3f} | {split_s:.3f} |"
         )
+    print("\n".join(lines))
+    if args.json:
+        from keras_aerec.experiments.report import provenance
+
+        run = provenance()
+        lines += [
+            "",
+            "    python benchmarks/split_sizes.py ../shared/data --json "
+            "benchmarks/results/split_sizes.json",
+            "",
+            f"Measured {run['date']}, commit `{run['commit']}`, {run['machine']}, "
+            f"load {os.getloadavg()[0]:.1f}.",
+        ]
+        document = {"title": "Protocol split sizes on ML-1M", "intro": "\n".join(lines)}
+        document["figures"] = []
+        with open(args.json, "w") as handle:
+            json.dump(document, handle, indent=1, ensure_ascii=False)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def test_benchmark_writes_table_json_and_plots(tmp_path, capsys):
     )
     assert code == 0
     header, *rows = _table_rows((output / "report.md").read_text())
-    assert header[:3] == ["model", "protocol", "epochs"]
+    assert header[:5] == ["model", "protocol", "seeds", "best epoch", "epochs run"]
     assert [row[0] for row in rows] == ["ease", "u-autorec"]
     ndcg = header.index("ndcg@100")
     rmse = header.index("rmse")

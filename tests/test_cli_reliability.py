@@ -100,6 +100,8 @@ def test_static_names_match_the_recipes():
 def test_backend_noise_filter_drops_only_noise():
     code = (
         "import os\n"
+        "import keras_aerec_cli\n"
+        "keras_aerec_cli._cli()  # the command's import path: no backend loaded yet\n"
         "from keras_aerec.cli.common import BackendNoiseFilter\n"
         "noise = BackendNoiseFilter(); noise.start()\n"
         "os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called\\n')\n"

@@ -3,10 +3,12 @@
 import json
 import logging
 
+import keras
 import pytest
 
 from keras_aerec.cli.main import main
 from keras_aerec.data import Interactions, synthetic
+from keras_aerec.data.splits import weak_generalization
 from keras_aerec.experiments import MODELS, PROTOCOLS, needs_timestamped_data, run_benchmark
 from keras_aerec.experiments.runner import TEMPORAL_SPLIT_LABEL, _model_names, get_protocol
 
@@ -118,3 +120,110 @@ def test_cli_benchmark_temporal_refuses_a_rating_model(capsys):
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0
     assert "'temporal' protocol evaluates" in error
+
+
+def test_seeds_make_one_result_each_and_a_rerun_reads_finished_ones_back(data, tmp_path, caplog):
+    first = run_benchmark(
+        data, protocol="article", models=["ease"], seeds=[0, 1], resume_dir=tmp_path
+    )
+    assert [result.seed for result in first] == [0, 1]
+    # Each seed redraws the split: the two runs differ.
+    assert first[0].metrics["ndcg@100"] != first[1].metrics["ndcg@100"]
+    assert sorted(p.name for p in (tmp_path / "finished").iterdir()) == [
+        "ease-seed0.json",
+        "ease-seed1.json",
+    ]
+    with caplog.at_level(logging.INFO, logger="keras_aerec"):
+        again = run_benchmark(
+            data, protocol="article", models=["ease"], seeds=[0, 1], resume_dir=tmp_path
+        )
+    assert caplog.text.count("finished in an earlier run, not retrained") == 2
+    assert [result.to_dict() for result in again] == [result.to_dict() for result in first]
+    # Other settings (another model's l2 here: another seed list) retrain what differs.
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="keras_aerec"):
+        run_benchmark(data, protocol="article", models=["ease"], seeds=[1, 2], resume_dir=tmp_path)
+    assert caplog.text.count("not retrained") == 1
+
+
+def test_a_stored_result_of_other_settings_is_retrained(data, tmp_path, caplog):
+    run_benchmark(data, protocol="article", models=["ease"], resume_dir=tmp_path)
+    path = tmp_path / "finished" / "ease-seed0.json"
+    stored = json.loads(path.read_text())
+    stored["key"]["recipe"]["hyperparameters"]["l2"] = 1.0
+    path.write_text(json.dumps(stored))
+    with caplog.at_level(logging.INFO, logger="keras_aerec"):
+        run_benchmark(data, protocol="article", models=["ease"], resume_dir=tmp_path)
+    assert "made with other settings; retraining" in caplog.text
+
+
+def test_seeds_are_checked(data):
+    with pytest.raises(ValueError, match="`seeds` should be non-negative integers"):
+        run_benchmark(data, protocol="article", models=["ease"], seeds=[0, -1])
+
+
+def test_report_gives_mean_and_sd_over_seeds(data, tmp_path):
+    from keras_aerec.experiments.report import markdown_table, write_report
+
+    results = run_benchmark(data, protocol="article", models=["ease"], seeds=[0, 1, 2])
+    values = [result.metrics["ndcg@100"] for result in results]
+    table = markdown_table(results)
+    assert "best epoch" in table and "epochs run" in table
+    mean = sum(values) / 3
+    assert f"{mean:.4f} ± " in table
+    write_report(results, str(tmp_path), dataset="synthetic", command="keras-aerec benchmark")
+    (figure,) = json.loads((tmp_path / "results.json").read_text())["figures"]
+    assert figure["seeds"] == [0, 1, 2]
+    assert figure["metrics"]["ndcg@100"]["mean"] == pytest.approx(mean)
+    assert figure["metrics"]["ndcg@100"]["sd"] > 0
+    assert "keras_aerec/models/ease.py" in figure["code"]
+    assert set(figure["code_blobs"]) == set(figure["code"])
+
+
+@pytest.mark.backend
+def test_the_seed_reaches_the_batch_order(data):
+    # Same split and initialisation, other batch order: other weights.
+    from keras_aerec.experiments.runner import train_and_evaluate
+
+    spec = get_protocol("liang")
+    split = spec.split("ranking", data, 0)
+    losses = []
+    for seed in (0, 1):
+        keras.utils.set_random_seed(0)
+        _, result = train_and_evaluate(
+            MODELS["multdae"], split, spec, epochs=1, quick=True, verbose=0, seed=seed
+        )
+        losses.append(result.history["loss"][0])
+    assert losses[0] != losses[1]
+
+
+def test_recbole_scores_test_users_from_their_training_rows_only(data):
+    from keras_aerec.evaluation.ranking import evaluate_ranking
+    from keras_aerec.experiments.training import evaluate_model
+    from keras_aerec.models.ease import EASE
+
+    spec = get_protocol("recbole")
+    split = weak_generalization(data, test=0.2, validation=0.2, seed=0)
+    model = EASE(num_items=split.num_items, l2=10.0)
+    model.fit(split.train)
+    ours = spec.evaluate(model, split, "ranking")
+    expected = evaluate_ranking(
+        lambda fold_in, users: model.score(split.train[users]),
+        split.test,
+        ks=(10,),
+        recall_normalization="relevant",
+    )
+    assert ours["ndcg@10"] == pytest.approx(expected["ndcg@10"])
+    # Reading train + validation (the test part's fold-in) scores differently.
+    both = evaluate_model(model, split, "ranking", ks=(10,), recall_normalization="relevant")
+    assert both["ndcg@10"] != pytest.approx(ours["ndcg@10"])
+
+
+def test_a_recipe_under_a_protocol_merges_its_overrides():
+    recipe = MODELS["multvae"]
+    recbole = recipe.for_protocol("recbole")
+    assert recbole.defaults == {**recipe.defaults, "latent_dim": 64, "anneal_cap": 0.5}
+    assert recbole.fingerprint() != recipe.fingerprint()
+    assert recipe.for_protocol("article") is recipe
+    # The fingerprint is JSON data: what a stored result is compared with.
+    assert json.loads(json.dumps(recbole.fingerprint())) == recbole.fingerprint()

@@ -7,6 +7,8 @@ what it needs when it runs. Errors are reported by what they mean, as one line
 
 import argparse
 import errno
+import os
+import shutil
 import sys
 import time
 
@@ -53,6 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"subset of {', '.join(common.MODEL_NAMES)} (default: all the protocol supports)",
     )
     common.add_seed_argument(bench)
+    bench.add_argument(
+        "--seeds",
+        type=common.non_negative_int,
+        nargs="+",
+        default=None,
+        help="several seeds (split, initialisation, batch order): mean ± sd per model; "
+        "overrides --seed",
+    )
     bench.add_argument(
         "--epochs",
         type=common.positive_int,
@@ -130,20 +140,32 @@ def _run_benchmark(args) -> None:
             timestamped = common.load_interactions(source, args.seed, require_timestamps=True)
         except (ValueError, CommandError) as error:  # run_benchmark skips SVAE or says why
             common.logger.warning("no timestamped copy of %s: %s", args.dataset, error)
+    # Each model and seed is stored as it finishes, so that rerunning a killed command does
+    # not retrain it: in --output-dir itself, or, when each run gets a new dated folder, in
+    # one named after the dataset and protocol, removed once the report is written.
+    resume_dir = args.output_dir or os.path.join("reports", f".unfinished-{label}-{args.protocol}")
     results = run_benchmark(
         interactions,
         protocol=spec,
         models=models,
         seed=args.seed,
+        seeds=args.seeds,
         epochs=args.epochs,
         verbose=common.verbosity(args),
         timestamped=timestamped,
+        resume_dir=resume_dir,
     )
     title = f"keras-aerec benchmark: {interactions.name or args.dataset}, {args.protocol} protocol"
     published = ARTICLE if (args.dataset, args.protocol) == ("1m", "article") else None
     paths = write_report(
-        results, common.writable_directory(output_dir), title=title, published=published
+        results,
+        common.writable_directory(output_dir),
+        title=title,
+        published=published,
+        dataset=args.dataset,
     )
+    if args.output_dir is None:
+        shutil.rmtree(resume_dir, ignore_errors=True)
     _print_report(results, paths)
 
 

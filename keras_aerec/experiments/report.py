@@ -1,8 +1,14 @@
 """The benchmark report: the article's table as Markdown and JSON, and PNG plots."""
 
+import datetime
+import hashlib
 import json
 import logging
 import os
+import platform
+import shlex
+import subprocess
+import sys
 
 logger = logging.getLogger("keras_aerec")
 
@@ -17,7 +23,56 @@ ARTICLE = {
     "svae": {"precision@100": 0.0818, "recall@100": 0.5850, "ndcg@100": 0.3807},
 }
 
+# Published figures of the other protocols, each with its source and protocol.
+PUBLISHED = {
+    "recbole": (
+        "RecBole ML-1M benchmark (ratings >= 3, 10-core, 8:1:1, full ranking)",
+        {
+            "ease": {"ndcg@10": 0.2865, "recall@10": 0.2139},
+            "multvae": {"ndcg@10": 0.2523, "recall@10": 0.1995},
+            "cdae": {"ndcg@10": 0.2500, "recall@10": 0.1936},
+            "multdae": {"ndcg@10": 0.2425, "recall@10": 0.1972},
+        },
+    ),
+    "temporal": (
+        "Sachdeva et al. 2019, Table 2: full ML-1M (about 6k users), 1.5k held-out users",
+        {
+            "svae": {"ndcg@10": 0.1781, "ndcg@100": 0.2993, "recall@100": 0.4909},
+            "multvae": {"ndcg@100": 0.2301, "recall@100": 0.4143},
+        },
+    ),
+    "liang": (
+        "Liang et al. 2018, Table 2: ML-20M (not ML-1M), same protocol",
+        {
+            "multvae": {"recall@20": 0.395, "recall@50": 0.537, "ndcg@100": 0.426},
+            "multdae": {"recall@20": 0.387, "recall@50": 0.524, "ndcg@100": 0.419},
+            "cdae": {"recall@20": 0.391, "recall@50": 0.523, "ndcg@100": 0.418},
+            "ease": {"recall@20": 0.391, "recall@50": 0.521, "ndcg@100": 0.420},
+        },
+    ),
+}
+ARTICLE_SOURCE = "the article's repo: ML-1M, its own splits (SVAE: its temporal protocol)"
+
 COLUMNS = ("rmse", "precision@100", "recall@100", "ndcg@100")
+
+# The source files of each model family (besides the runner's), for staleness checks.
+MODEL_SOURCES = {
+    "i-autorec": ["keras_aerec/models/auto_rec.py", "keras_aerec/models/rating_autoencoder.py"],
+    "u-autorec": ["keras_aerec/models/auto_rec.py", "keras_aerec/models/rating_autoencoder.py"],
+    "deeprec": ["keras_aerec/models/deep_rec.py", "keras_aerec/models/rating_autoencoder.py"],
+    "cdae": ["keras_aerec/models/cdae.py"],
+    "multvae": ["keras_aerec/models/mult_vae.py"],
+    "multdae": ["keras_aerec/models/mult_dae.py"],
+    "svae": ["keras_aerec/models/svae.py", "keras_aerec/data/sequences.py"],
+    "ease": ["keras_aerec/models/ease.py"],
+}
+# recipes.py is not listed: each figure carries its own recipe's fingerprint instead, so
+# that tuning one model's recipe does not make every other figure stale.
+RUNNER_SOURCES = [
+    "keras_aerec/experiments/runner.py",
+    "keras_aerec/experiments/training.py",
+    "keras_aerec/data/splits.py",
+]
 
 
 def _columns(results) -> list[str]:
@@ -30,26 +85,197 @@ def _columns(results) -> list[str]:
     return ordered + sorted(key for key in seen if key not in ordered)
 
 
-def markdown_table(results) -> str:
-    """The article's table: model, epochs, metrics, runtime."""
-    columns = _columns(results)
-    header = ["model", "protocol", "epochs", *columns, "runtime (s)"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+def group_by_model(results) -> list[list]:
+    """The results of each (model, protocol), in order of first appearance, seeds within."""
+    groups = {}
     for result in results:
-        cells = [result.model, result.protocol, str(result.epochs)]
-        cells += [
-            f"{result.metrics[column]:.4f}" if column in result.metrics else ""
-            for column in columns
+        groups.setdefault((result.model, result.protocol), []).append(result)
+    return list(groups.values())
+
+
+def mean_sd(values) -> dict:
+    """`{"mean", "sd"}` of `values`; sd is the sample standard deviation (0 for one value)."""
+    values = [float(value) for value in values]
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return {"mean": mean, "sd": 0.0}
+    variance = sum((value - mean) ** 2 for value in values) / (len(values) - 1)
+    return {"mean": mean, "sd": variance**0.5}
+
+
+def _cell(values, digits: int) -> str:
+    summary = mean_sd(values)
+    if len(values) < 2:
+        return f"{summary['mean']:.{digits}f}"
+    return f"{summary['mean']:.{digits}f} ± {summary['sd']:.{digits}f}"
+
+
+def _epochs_cell(values) -> str:
+    low, high = min(values), max(values)
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def markdown_table(results) -> str:
+    """The article's table: one row per model, mean ± sd over its seeds."""
+    columns = _columns(results)
+    header = ["model", "protocol", "seeds", "best epoch", "epochs run", *columns, "runtime (s)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for group in group_by_model(results):
+        first = group[0]
+        cells = [
+            first.model,
+            first.protocol,
+            " ".join(str(result.seed) for result in group),
+            _epochs_cell([result.best_epoch for result in group]),
+            _epochs_cell([result.epochs_run for result in group]),
         ]
-        cells.append(f"{result.seconds:.1f}")
+        for column in columns:
+            values = [r.metrics[column] for r in group if column in r.metrics]
+            cells.append(_cell(values, 4) if values else "")
+        cells.append(_cell([result.seconds for result in group], 1))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def published_figures(model: str, protocol: str, dataset: str) -> dict:
+    """`{"value": {metric: figure} or None, "source": ...}` to print beside our figure."""
+    if dataset in ("1m", "ml-1m") and protocol.startswith("article") and model in ARTICLE:
+        return {"value": ARTICLE[model], "source": ARTICLE_SOURCE}
+    if dataset in ("1m", "ml-1m") and protocol in PUBLISHED:
+        source, figures = PUBLISHED[protocol]
+        if model in figures:
+            return {"value": figures[model], "source": source}
+    return {"value": None, "source": None}
+
+
+def figures(results, provenance: dict, dataset: str, command: str) -> list[dict]:
+    """The results as `benchmarks/results/*.json` figures (see benchmarks/README.md).
+
+    Args:
+        results: `ModelResult`s (several seeds of a model make one figure).
+        provenance: `{"commit", "date", "machine", "backend"}` (see `provenance()`).
+        dataset: the dataset's name as the CLI takes it (`1m`).
+        command: the command line that made the results.
+    """
+    rows = []
+    for group in group_by_model(results):
+        first = group[0]
+        metrics = {}
+        for name in first.metrics:
+            if all(name in result.metrics for result in group):
+                metrics[name] = mean_sd([result.metrics[name] for result in group])
+        metrics["fit_s"] = mean_sd([result.seconds for result in group])
+        code = sorted({*RUNNER_SOURCES, *MODEL_SOURCES.get(first.model, [])})
+        loads = [result.load for result in group if result.load is not None]
+        rows.append(
+            {
+                "section": f"{dataset}, {first.protocol} protocol",
+                "what": first.model,
+                "command": command,
+                "code": code,
+                "code_blobs": {path: _blob_sha(path) for path in code},
+                "commit": provenance["commit"],
+                "date": provenance["date"],
+                "machine": provenance["machine"],
+                "load": round(sum(loads) / len(loads), 2) if loads else None,
+                "backend": provenance["backend"],
+                "dataset": dataset,
+                "protocol": first.protocol,
+                "seeds": [result.seed for result in group],
+                "metrics": metrics,
+                "best_epoch": [result.best_epoch for result in group],
+                "epochs_run": [result.epochs_run for result in group],
+                "recipe": first.recipe,
+                "published": published_figures(first.model, first.protocol, dataset),
+                "notes": first.split.splitlines()[0] if first.split else "",
+            }
+        )
+    return rows
+
+
+def _repository_root() -> str:
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _blob_sha(path: str) -> str | None:
+    """Git's blob id of a source file (what `git hash-object` prints), None if absent."""
+    try:
+        with open(os.path.join(_repository_root(), path), "rb") as handle:
+            content = handle.read()
+    except OSError:
+        return None
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+
+
+def provenance() -> dict:
+    """Commit, date (UTC), machine and Keras backend of a run, for its figures."""
+    import keras
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=_repository_root(),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    return {
+        "commit": commit,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "backend": keras.backend.backend(),
+    }
+
+
+def machine() -> str:
+    """A short description of this machine: cores, CPU model, memory, GPU or not."""
+    cpu, memory = platform.processor() or platform.machine(), None
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemTotal"):
+                    memory = int(line.split()[1]) / 2**20
+                    break
+    except OSError:
+        pass
+    gpu = "GPU" if os.path.exists("/dev/nvidia0") else "no GPU"
+    memory_text = f", {memory:.0f} GiB" if memory else ""
+    return f"{os.cpu_count()}-core {cpu}{memory_text}, {gpu}"
+
+
+def command_line(argv=None) -> str:
+    """The `keras-aerec` command of this process, with the backend and a portable data path."""
+    import keras
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for index, value in enumerate(argv[:-1]):
+        if value == "--data-dir" and os.path.normpath(argv[index + 1]).endswith(
+            os.path.join("shared", "data")
+        ):
+            argv[index + 1] = "../shared/data"  # the documented location, not this machine's
+    return f"KERAS_BACKEND={keras.backend.backend()} " + shlex.join(["keras-aerec", *argv])
+
+
 def write_report(
-    results, output_dir: str, title: str = "keras-aerec benchmark", published=None
+    results,
+    output_dir: str,
+    title: str = "keras-aerec benchmark",
+    published=None,
+    dataset: str | None = None,
+    command: str | None = None,
 ) -> list[str]:
     """Writes `report.md`, `results.json` and the PNG plots into `output_dir`.
+
+    `results.json` holds the figures in the format of `benchmarks/results/*.json` (mean
+    and sd over seeds, command, commit, date, machine, load), from which
+    `benchmarks/make_benchmarks_md.py` renders BENCHMARKS.md, and every seed's run.
 
     Args:
         results: `ModelResult`s.
@@ -57,6 +283,8 @@ def write_report(
         title: heading of the Markdown report.
         published: `{model: {metric: value}}` drawn beside ours in the metric plots (the
             article's ML-1M figures, `ARTICLE`, when the data and protocol are the article's).
+        dataset: the dataset's name as the CLI takes it (`1m`), for the published figures.
+        command: the command line of the run (default: this process's, `command_line()`).
 
     Returns:
         The paths written.
@@ -64,14 +292,20 @@ def write_report(
     os.makedirs(output_dir, exist_ok=True)
     paths = []
     json_path = os.path.join(output_dir, "results.json")
+    rows = figures(results, provenance(), dataset or "", command or command_line())
     with open(json_path, "w") as handle:
-        json.dump({"title": title, "results": [r.to_dict() for r in results]}, handle, indent=2)
+        json.dump(
+            {"title": title, "figures": rows, "results": [r.to_dict() for r in results]},
+            handle,
+            indent=1,
+        )
     paths.append(json_path)
     plots = _plots(results, output_dir, published)
     markdown_path = os.path.join(output_dir, "report.md")
     with open(markdown_path, "w") as handle:
         handle.write(f"# {title}\n\n{markdown_table(results)}\n\n")
-        for result in results:
+        for group in group_by_model(results):
+            result = group[0]
             handle.write(
                 f"- **{result.model}**: {result.split}; hyperparameters {result.hyperparameters}\n"
             )
@@ -92,7 +326,8 @@ def _plots(results, output_dir: str, published) -> list[str]:
         logger.warning("matplotlib is not installed: no plots (pip install 'keras-aerec[dev]')")
         return []
     paths = []
-    trained = [result for result in results if result.history]
+    # Curves of each model's first seed; bars of the mean over seeds.
+    trained = [group[0] for group in group_by_model(results) if group[0].history]
     if trained:
         figure, axes = plt.subplots(1, len(trained), figsize=(4 * len(trained), 3.2), squeeze=False)
         for axis, result in zip(axes[0], trained, strict=True):
@@ -111,19 +346,21 @@ def _plots(results, output_dir: str, published) -> list[str]:
         plt.close(figure)
         paths.append(path)
     for kind, metric_names in (("rating", ("rmse",)), ("ranking", COLUMNS[1:])):
-        rows = [result for result in results if result.kind == kind]
+        rows = [group for group in group_by_model(results) if group[0].kind == kind]
         if not rows:
             continue
-        names = [m for m in metric_names if any(m in r.metrics for r in rows)] or sorted(
-            rows[0].metrics
+        names = [m for m in metric_names if any(m in r[0].metrics for r in rows)] or sorted(
+            rows[0][0].metrics
         )
         figure, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
         for axis, metric in zip(axes[0], names, strict=True):
-            labels = [r.model for r in rows]
-            ours = [r.metrics.get(metric, 0.0) for r in rows]
+            labels = [r[0].model for r in rows]
+            ours = [
+                mean_sd([result.metrics.get(metric, 0.0) for result in r])["mean"] for r in rows
+            ]
             positions = range(len(rows))
             if published:
-                theirs = [published.get(r.model, {}).get(metric, 0.0) for r in rows]
+                theirs = [published.get(r[0].model, {}).get(metric, 0.0) for r in rows]
                 axis.bar([p - 0.2 for p in positions], ours, width=0.4, label="keras_aerec")
                 axis.bar([p + 0.2 for p in positions], theirs, width=0.4, label="article")
             else:

@@ -18,7 +18,9 @@ uses the timestamped users (`load_movielens(..., require_timestamps=True)`), pas
 """
 
 import dataclasses
+import json
 import logging
+import os
 import time
 
 import keras
@@ -31,7 +33,12 @@ from keras_aerec.data.splits import (
     weak_generalization,
 )
 from keras_aerec.experiments.recipes import MODELS, Recipe
-from keras_aerec.experiments.training import evaluate_model, fit_model, metric_kind
+from keras_aerec.experiments.training import (
+    evaluate_model,
+    fit_model,
+    metric_kind,
+    ranking_metrics,
+)
 
 logger = logging.getLogger("keras_aerec")
 
@@ -113,9 +120,33 @@ class Protocol:
 
     def evaluate(self, model, split, kind: str) -> dict:
         """The test metrics this protocol reports for a model of `kind` trained on `split`."""
+        if self.name == "recbole" and metric_kind(kind) == "ranking":
+            # RecBole's model input at test time is the training history only; its ranking
+            # still excludes the training and validation items (the test part's fold-in).
+            return ranking_metrics(
+                _scores_from_training(model, split.train),
+                split.test,
+                kind,
+                self.ranking_ks,
+                self.recall_normalization,
+            )
         return evaluate_model(
             model, split, kind, ks=self.ranking_ks, recall_normalization=self.recall_normalization
         )
+
+
+def _scores_from_training(model, train):
+    """A score function reading each user's training row instead of the given fold-in."""
+
+    def score(fold_in, users=None):
+        if users is None:
+            raise ValueError(
+                "Scoring from the training rows needs the users' training rows "
+                "(`HeldOutPart.train_rows`, weak generalization). Received: users=None"
+            )
+        return model.score(train[users], users=users)
+
+    return score
 
 
 def temporal_split(interactions, seed, threshold=3.0):
@@ -144,7 +175,7 @@ _PROTOCOLS = {
     "article": Protocol(
         "article",
         "per-user random 80/20 holdout of ratings > 3, fixed epoch budgets; RMSE on a "
-        "random 90/10 ratings split (10 % of it for early stopping) for the rating models; "
+        "random 80/10/10 ratings split (train / validation for early stopping / test) for the rating models; "
         "SVAE on the temporal split of the timestamped users (the article's own protocol "
         "for it)",
         ranking_ks=(10, 100),
@@ -161,7 +192,9 @@ _PROTOCOLS = {
     "recbole": Protocol(
         "recbole",
         "RecBole ML-1M: ratings >= 3, 10-core, random per-user 8:1:1, full ranking, "
-        "selected on validation NDCG@10, Recall = hits / |relevant|",
+        "selected on validation NDCG@10, Recall = hits / |relevant|; test users scored "
+        "from their training interactions (as RecBole does), training and validation "
+        "items excluded from the ranking",
         ranking_ks=(10,),
         select_on="val_ndcg@10",
         recall_normalization="relevant",
@@ -204,17 +237,36 @@ def needs_timestamped_data(protocol: str, models=None) -> bool:
 
 @dataclasses.dataclass
 class ModelResult:
-    """One trained and evaluated model: a row of the article's table."""
+    """One trained and evaluated model and seed: a row of the article's table.
+
+    Attributes:
+        best_epoch: the epoch whose weights were evaluated (chosen on validation, or the
+            last one without a validation part; 0 for closed-form models).
+        epochs_run: epochs trained (early stopping may end a run before its budget).
+        seconds: training time (`fit`), without the test evaluation.
+        seed: seed of the split, the initialisation and the batch order.
+        load: the machine's 1-minute load average when the model finished.
+        recipe: the recipe's `fingerprint` (what the figure goes stale with).
+    """
 
     model: str
     kind: str
     protocol: str
     metrics: dict
-    epochs: int
+    best_epoch: int
+    epochs_run: int
     seconds: float
     history: dict
     hyperparameters: dict
     split: str
+    seed: int = 0
+    load: float | None = None
+    recipe: dict | None = None
+
+    @property
+    def epochs(self) -> int:
+        """The evaluated epoch (`best_epoch`), under the name callers used before."""
+        return self.best_epoch
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -229,6 +281,8 @@ def run_benchmark(
     quick: bool = False,
     verbose: int | str = "auto",
     timestamped=None,
+    seeds=None,
+    resume_dir: str | None = None,
 ) -> list[ModelResult]:
     """Trains and evaluates `models` on `interactions` under `protocol`.
 
@@ -237,7 +291,7 @@ def run_benchmark(
         protocol: one of `PROTOCOLS`.
         models: names from `MODELS` (default: all those the protocol evaluates; SVAE
             only when timestamps are available).
-        seed: seed of the split and of the model initialisation.
+        seed: seed of the split, the model initialisation and the batch order.
         epochs: overrides every model's epoch budget.
         quick: the demo's short schedule (few epochs, small layers).
         verbose: Keras `fit` verbosity.
@@ -245,11 +299,20 @@ def run_benchmark(
             every model under `temporal`); default: `interactions` when it has
             timestamps. For ML-1M copies with timestamps for part of the users only:
             `load_movielens("1m", data_dir, require_timestamps=True)`.
+        seeds: several seeds (each one redraws the split, the initialisation and the
+            batch order; every model sees the same split for a given seed); overrides
+            `seed`.
+        resume_dir: a folder where each finished model and seed is stored as it finishes;
+            a later call with the same arguments reads those back instead of retraining
+            them (and logs that it did).
 
     Returns:
-        One `ModelResult` per model, in the order given.
+        One `ModelResult` per model and seed, models in the order given, seeds within.
     """
     spec = get_protocol(protocol)
+    seeds = [seed] if seeds is None else [_check_seed(value) for value in seeds]
+    if not seeds:
+        raise ValueError("`seeds` should hold at least one integer. Received: seeds=[]")
     if timestamped is None and interactions.timestamps is not None:
         timestamped = interactions
     if timestamped is not None and timestamped.timestamps is None:
@@ -263,29 +326,115 @@ def run_benchmark(
     splits = {}
     results = []
     for name in names:
-        recipe = MODELS[name]
+        recipe = MODELS[name].for_protocol(spec.name)
         source = spec.split_source(recipe.kind)
-        if source not in splits:
-            start = time.perf_counter()
-            data = timestamped if source == "temporal" else interactions
-            splits[source] = spec.split(recipe.kind, data, seed)
+        data = timestamped if source == "temporal" else interactions
+        for run_seed in seeds:
+            key = _run_key(recipe, spec, data, run_seed, epochs, quick)
+            stored = _stored_result(resume_dir, key)
+            if stored is not None:
+                logger.info(
+                    "%s, seed %d: finished in an earlier run, not retrained (%s)",
+                    name,
+                    run_seed,
+                    _format_metrics(stored.metrics),
+                )
+                results.append(stored)
+                continue
+            if (source, run_seed) not in splits:
+                start = time.perf_counter()
+                splits[source, run_seed] = spec.split(recipe.kind, data, run_seed)
+                logger.info(
+                    "%s split (seed %d) in %.2f s: %s",
+                    source,
+                    run_seed,
+                    time.perf_counter() - start,
+                    splits[source, run_seed].summary(),
+                )
+            keras.utils.set_random_seed(run_seed)
+            _, result = train_and_evaluate(
+                recipe, splits[source, run_seed], spec, epochs, quick, verbose, seed=run_seed
+            )
+            if source == "temporal" and not spec.needs_timestamps:
+                result.protocol = f"{spec.name}, {TEMPORAL_SPLIT_LABEL}"
+                result.split = (
+                    f"{TEMPORAL_SPLIT_LABEL} of the {timestamped.num_users} timestamped users "
+                    f"of {timestamped.name or 'the data'}: {result.split}"
+                )
             logger.info(
-                "%s split in %.2f s: %s",
-                source,
-                time.perf_counter() - start,
-                splits[source].summary(),
+                "%s, seed %d: %s in %.1f s",
+                name,
+                run_seed,
+                _format_metrics(result.metrics),
+                result.seconds,
             )
-        keras.utils.set_random_seed(seed)
-        _, result = train_and_evaluate(recipe, splits[source], spec, epochs, quick, verbose)
-        if source == "temporal" and not spec.needs_timestamps:
-            result.protocol = f"{spec.name}, {TEMPORAL_SPLIT_LABEL}"
-            result.split = (
-                f"{TEMPORAL_SPLIT_LABEL} of the {timestamped.num_users} timestamped users "
-                f"of {timestamped.name or 'the data'}: {result.split}"
-            )
-        logger.info("%s: %s in %.1f s", name, _format_metrics(result.metrics), result.seconds)
-        results.append(result)
+            _store_result(resume_dir, key, result)
+            results.append(result)
     return results
+
+
+def _check_seed(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"`seeds` should be non-negative integers. Received: {value!r}")
+    return int(value)
+
+
+def _run_key(recipe: Recipe, spec: Protocol, data, seed: int, epochs, quick) -> dict:
+    """What identifies one model and seed's run: a stored result is reused only if equal."""
+    return {
+        "model": recipe.name,
+        "protocol": spec.name,
+        "seed": seed,
+        "data": data.name,
+        "shape": [data.num_users, data.num_items],
+        "interactions": data.num_interactions,
+        "epochs": epochs,
+        "quick": quick,
+        "recipe": recipe.fingerprint(quick),
+    }
+
+
+def _result_path(resume_dir: str, key: dict) -> str:
+    return os.path.join(resume_dir, "finished", f"{key['model']}-seed{key['seed']}.json")
+
+
+def _stored_result(resume_dir, key: dict) -> ModelResult | None:
+    if resume_dir is None:
+        return None
+    path = _result_path(resume_dir, key)
+    try:
+        with open(path) as handle:
+            stored = json.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        logger.warning("ignoring the unreadable stored result %s: %s", path, error)
+        return None
+    if not isinstance(stored, dict) or stored.get("key") != key:
+        logger.warning(
+            "%s, seed %d: the stored result %s was made with other settings; retraining",
+            key["model"],
+            key["seed"],
+            path,
+        )
+        return None
+    try:
+        return ModelResult(**stored["result"])
+    except (KeyError, TypeError) as error:
+        logger.warning("ignoring the unreadable stored result %s: %s", path, error)
+        return None
+
+
+def _store_result(resume_dir, key: dict, result: ModelResult) -> None:
+    """Writes the result atomically: a kill leaves the old file or the new one, whole."""
+    if resume_dir is None:
+        return
+    path = _result_path(resume_dir, key)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w") as handle:
+        json.dump({"key": key, "result": result.to_dict()}, handle, indent=1, default=str)
+    os.replace(temporary, path)
 
 
 def _model_names(spec: Protocol, models, has_timestamps: bool) -> list[str]:
@@ -334,18 +483,29 @@ def _history(history) -> dict:
 
 
 def train_and_evaluate(
-    recipe: Recipe, split, spec: Protocol, epochs=None, quick=False, verbose="auto", **fit_options
+    recipe: Recipe,
+    split,
+    spec: Protocol,
+    epochs=None,
+    quick=False,
+    verbose="auto",
+    seed=0,
+    **fit_options,
 ):
     """Builds the recipe's model, fits it on `split` and evaluates it under `spec`.
 
     This is one row of `run_benchmark`; `keras-aerec train` calls it too, so that a saved
-    model is trained exactly as the benchmark trains it. `fit_options` (`callbacks`,
-    `backup_dir`) go to `fit_model`.
+    model is trained exactly as the benchmark trains it (the recipe's schedule under
+    `spec`, `Recipe.for_protocol`). `seed` sets the batch order
+    (the caller seeds the initialisation with `keras.utils.set_random_seed`).
+    `fit_options` (`callbacks`, `backup_dir`) go to `fit_model`; its callbacks run after
+    the recipe's own.
 
     Returns:
         `(model, result)`: the fitted model (best validation epoch restored when the
         protocol has a validation part) and its `ModelResult`.
     """
+    recipe = recipe.for_protocol(spec.name)
     hyperparameters = recipe.hyperparameters(quick)
     model = recipe.build(split, hyperparameters)
     evaluated = metric_kind(recipe.kind)
@@ -353,6 +513,15 @@ def train_and_evaluate(
         monitor, mode = "val_rmse", "min"
     else:
         monitor, mode = spec.select_on, "max"
+    has_validation = split.validation is not None
+    callbacks = []
+    extra_callbacks = list(fit_options.pop("callbacks", None) or [])
+    if recipe.lr_patience and has_validation and not quick:
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=monitor, mode=mode, factor=0.5, patience=recipe.lr_patience, min_lr=1e-6
+            )
+        )
     start = time.perf_counter()
     if recipe.closed_form:
         model.fit(split.train)
@@ -364,15 +533,16 @@ def train_and_evaluate(
             recipe.kind,
             train,
             split.validation,
-            epochs=_epochs(recipe, epochs, quick, split.validation is not None),
+            epochs=_epochs(recipe, epochs, quick, has_validation),
             batch_size=recipe.training_batch_size(quick),
             monitor=monitor,
             mode=mode,
             patience=recipe.patience,
             ks=(int(monitor.split("@")[1]),) if "@" in monitor else (),
             recall_normalization=spec.recall_normalization,
-            seed=0,
+            seed=seed,
             user_index=recipe.user_index,
+            callbacks=callbacks + extra_callbacks,
             verbose=verbose,
             **fit_options,
         )
@@ -384,11 +554,15 @@ def train_and_evaluate(
         kind=evaluated,
         protocol=spec.name,
         metrics=metrics,
-        epochs=0 if recipe.closed_form else _best_epoch(curves, monitor, mode),
+        best_epoch=0 if recipe.closed_form else _best_epoch(curves, monitor, mode),
+        epochs_run=len(curves.get("loss", [])),
         seconds=seconds,
         history=curves,
         hyperparameters=hyperparameters,
         split=split.summary(),
+        seed=seed,
+        load=round(os.getloadavg()[0], 2),
+        recipe=recipe.fingerprint(quick),
     )
 
 

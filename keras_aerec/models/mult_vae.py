@@ -43,9 +43,10 @@ class MultVAE(TopNRecommender, ReconstructionObjective, keras.Model):
         latent_dim: dimension of z. Defaults to `200`.
         dropout: input dropout rate. Defaults to `0.5`.
         anneal_cap: largest KL weight beta. Defaults to `0.2`.
-        total_anneal_steps: updates over which beta grows linearly to `anneal_cap`.
-            Defaults to `200000` (the paper's ML-20M setting; on ML-1M's ~12 updates per
-            epoch a few thousand anneals over the whole run).
+        total_anneal_steps: beta is `min(anneal_cap, update / total_anneal_steps)`, so
+            it reaches the cap after `anneal_cap * total_anneal_steps` updates.
+            Defaults to `200000` (the paper's ML-20M setting; on ML-1M's ~10 updates per
+            epoch at batch 500, beta would stay near 0).
         l2: L2 penalty on the dense kernels, added to the loss as `l2 * sum(w**2)`.
             Defaults to `0.0` (as in the paper's code for Mult-VAE).
         item_ids: original id of each item position (default: the positions).

@@ -852,7 +852,8 @@ def test_disk_full_is_one_clear_error(tmp_path, fitted, monkeypatch, capsys):
         export_saved_model(fitted, tmp_path / "models", k=K, name="ease")
     assert raised.value.errno == errno.ENOSPC
     assert not (tmp_path / "models").exists()
-    from keras_aerec.cli.main import logger, main
+    from keras_aerec.cli.common import logger
+    from keras_aerec.cli.main import main
 
     # main() points the package logger at the captured stderr: restored afterwards.
     for name in ("handlers", "level", "propagate"):

@@ -226,10 +226,16 @@ def _cdae(module, model, plan, arrays):
     specs = [user_index, tf.TensorSpec([None, num_items], tf.float32, name="user_items")]
 
     def scores_of(user_index, user_items):
-        # A position outside the training users is a new user (-1): scored from the row.
+        # A position outside the training users is a new user (-1): scored from the row,
+        # after the same fold-in of its user vector as `CDAE.score` (`fold_in_steps`).
         known = (user_index >= 0) & (user_index < num_users)
         user_index = tf.cast(tf.where(known, user_index, -1), tf.int32)
-        return _float(model([user_index, user_items], training=False))
+        scores = _float(model([user_index, user_items], training=False))
+        if model.fold_in_steps:
+            weights = [tf.convert_to_tensor(weight) for weight in model.fold_in_weights()]
+            folded = _float(model.fold_in_outputs(_float(user_items), weights))
+            scores = tf.where(known[:, None], scores, folded)
+        return scores
 
     @tf.function(input_signature=specs)
     def serve(user_index, user_items):

@@ -259,24 +259,26 @@ class CDAE(TopNRecommender, ReconstructionObjective, keras.Model):
         return scores
 
     def _fold_in_scores(self, x):
-        """Outputs for new users after fitting their `V_u` with the weights frozen.
+        """Outputs (numpy) for new users after fitting their `V_u` with the weights frozen."""
+        frozen = [ops.convert_to_tensor(ops.convert_to_numpy(w)) for w in self.fold_in_weights()]
+        output = self.fold_in_outputs(ops.convert_to_tensor(x, dtype="float32"), frozen)
+        return np.asarray(ops.convert_to_numpy(output), dtype="float32")
+
+    def fold_in_weights(self):
+        """The weights a new user's fold-in reads: encoder and decoder kernels and biases."""
+        encoder, decoder = self.get_layer("item_encoder"), self.get_layer("decoder")
+        return [encoder.kernel, encoder.bias, decoder.kernel, decoder.bias]
+
+    def fold_in_outputs(self, target, weights):
+        """Outputs for the rows `target` of new users, their `V_u` fitted with `weights` frozen.
 
         Gradients are written out (the output is `sigmoid(logits)`, so the loss gradient
         w.r.t. the logits is closed-form) and the hidden activation's derivative is a
-        central difference, so this runs on every backend with `keras.ops` alone.
+        central difference, so this runs on every backend with `keras.ops` alone, and
+        traces into a graph (the TF Serving export computes the same fold-in).
         """
-        frozen = [
-            ops.convert_to_tensor(ops.convert_to_numpy(weight))
-            for weight in (
-                self.get_layer("item_encoder").kernel,
-                self.get_layer("item_encoder").bias,
-                self.get_layer("decoder").kernel,
-                self.get_layer("decoder").bias,
-            )
-        ]
-        encoder_kernel, encoder_bias, decoder_kernel, decoder_bias = frozen
+        encoder_kernel, encoder_bias, decoder_kernel, decoder_bias = weights
         activation = self.get_layer("hidden_activation").activation
-        target = ops.convert_to_tensor(x, dtype="float32")
         item_weights = self._expected_item_weights(target)
         base = ops.matmul(target, encoder_kernel) + encoder_bias
         vector = ops.zeros_like(base)
@@ -303,8 +305,7 @@ class CDAE(TopNRecommender, ReconstructionObjective, keras.Model):
             )
             vector = vector - corrected * first_moment / (ops.sqrt(second_moment) + epsilon)
         hidden = activation(base + vector)
-        output = ops.sigmoid(ops.matmul(hidden, decoder_kernel) + decoder_bias)
-        return np.asarray(ops.convert_to_numpy(output), dtype="float32")
+        return ops.sigmoid(ops.matmul(hidden, decoder_kernel) + decoder_bias)
 
     def _expected_item_weights(self, target):
         """1 per item, or with negative sampling its expected sampling mask (positives: 1)."""

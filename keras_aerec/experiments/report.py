@@ -9,6 +9,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import tempfile
 
 logger = logging.getLogger("keras_aerec")
 
@@ -248,6 +249,38 @@ def machine() -> str:
     gpu = "GPU" if os.path.exists("/dev/nvidia0") else "no GPU"
     memory_text = f", {memory:.0f} GiB" if memory else ""
     return f"{os.cpu_count()}-core {cpu}{memory_text}, {gpu}"
+
+
+def save_figures(path: str, title: str, figures: list[dict], replaces=None) -> str:
+    """Writes `figures` into the results file `path` (`{"title", "figures"}`), keeping others.
+
+    The figures already in `path` stay unless `replaces(old_figure)` is true (every one is
+    replaced when `replaces` is None), so that a run on one backend or dataset does not
+    erase another's. Other top-level keys of the file (an `intro`) are kept. The file is
+    replaced atomically: an interrupted run leaves the previous figures, not half a file.
+
+    Returns:
+        `path`.
+    """
+    document = {"title": title, "figures": []}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as handle:
+            document = json.load(handle)
+    kept = [] if replaces is None else [old for old in document["figures"] if not replaces(old)]
+    document.update(title=title, figures=kept + list(figures))
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".figures-", suffix=".json", dir=directory)
+    try:
+        os.chmod(temporary, 0o644)  # mkstemp's 0o600 would make the results file private
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(document, out, indent=1)
+            out.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    return path
 
 
 def command_line(argv=None) -> str:

@@ -1,0 +1,50 @@
+import json
+import os
+
+import pytest
+
+from keras_aerec.experiments.report import save_figures
+
+
+def _figure(backend, value):
+    return {"what": "fit", "backend": backend, "metrics": {"fit_s": {"mean": value, "sd": 0.0}}}
+
+
+def _read(path):
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def test_save_figures_writes_a_new_file(tmp_path):
+    path = str(tmp_path / "results" / "topic.json")
+    assert save_figures(path, "Topic", [_figure("jax", 1.0)]) == path
+    assert _read(path) == {"title": "Topic", "figures": [_figure("jax", 1.0)]}
+
+
+def test_save_figures_replaces_only_what_replaces_names(tmp_path):
+    path = str(tmp_path / "topic.json")
+    old = {
+        "title": "Old",
+        "intro": "prose",
+        "figures": [_figure("jax", 1.0), _figure("torch", 2.0)],
+    }
+    with open(path, "w") as handle:
+        json.dump(old, handle)
+    save_figures(path, "New", [_figure("jax", 3.0)], replaces=lambda f: f["backend"] == "jax")
+    assert _read(path) == {
+        "title": "New",
+        "intro": "prose",
+        "figures": [_figure("torch", 2.0), _figure("jax", 3.0)],
+    }
+    # Without `replaces` the new figures are all there is.
+    save_figures(path, "New", [_figure("tensorflow", 4.0)])
+    assert _read(path)["figures"] == [_figure("tensorflow", 4.0)]
+
+
+def test_save_figures_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = str(tmp_path / "topic.json")
+    save_figures(path, "Topic", [_figure("jax", 1.0)])
+    with pytest.raises(TypeError):
+        save_figures(path, "Topic", [{"metrics": object()}])  # not JSON-serializable
+    assert _read(path)["figures"] == [_figure("jax", 1.0)]
+    assert os.listdir(tmp_path) == ["topic.json"]  # no temporary file left behind

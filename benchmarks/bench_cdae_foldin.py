@@ -12,11 +12,7 @@ default fold-in. Writes benchmarks/results/cdae_foldin.json.
 """
 
 import argparse
-import datetime
-import json
 import os
-import platform
-import subprocess
 import time
 
 import numpy as np
@@ -24,6 +20,7 @@ import numpy as np
 from keras_aerec.data.movielens import load_movielens
 from keras_aerec.evaluation.ranking import evaluate_ranking
 from keras_aerec.experiments.recipes import MODELS
+from keras_aerec.experiments.report import provenance, save_figures
 from keras_aerec.experiments.runner import get_protocol, train_and_evaluate
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "cdae_foldin.json")
@@ -55,13 +52,9 @@ def main():
         "--epochs", type=int, default=None, help="largest epoch budget (default: the recipes')"
     )
     args = parser.parse_args()
-    import keras
-
     data = load_movielens(args.dataset, args.data_dir)
     per_seed = [run_seed(data, seed, args.epochs) for seed in args.seeds]
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
+    run = provenance()
     figures = []
     for label, what in (
         ("cdae_zero_vector", "CDAE, new users with V_u = 0 (fold_in_steps=0)"),
@@ -85,11 +78,8 @@ def main():
                     + ("" if args.epochs is None else f" --epochs {args.epochs}")
                 ),
                 "code": CODE,
-                "commit": commit,
-                "date": datetime.date.today().isoformat(),
-                "machine": f"{os.cpu_count()}-core {platform.machine()} VM, no GPU",
+                **run,
                 "load": round(os.getloadavg()[0], 1),
-                "backend": keras.backend.backend(),
                 "dataset": f"ml-{args.dataset}",
                 "protocol": "strong_generalization",
                 "seeds": args.seeds,
@@ -100,16 +90,10 @@ def main():
                 "CDAE evaluated both ways",
             }
         )
-    existing = {"title": "CDAE: new users folded in", "figures": []}
-    if os.path.exists(RESULTS):
-        with open(RESULTS) as file:
-            existing = json.load(file)
     dataset = f"ml-{args.dataset}"
-    existing["figures"] = [f for f in existing["figures"] if f["dataset"] != dataset] + figures
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "w") as file:
-        json.dump(existing, file, indent=1)
-        file.write("\n")
+    save_figures(
+        RESULTS, "CDAE: new users folded in", figures, replaces=lambda f: f["dataset"] == dataset
+    )
 
 
 if __name__ == "__main__":

@@ -9,10 +9,7 @@ benchmarks/results/cli_start.json.
 """
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -48,9 +45,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--baseline", default=None, help="another checkout to time the same way")
     args = parser.parse_args()
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
+    from keras_aerec.experiments.report import provenance, save_figures
+
+    run = provenance()
     load = round(os.getloadavg()[0], 1)
     figures = []
     for label, checkout in [("this checkout", ROOT), ("baseline", args.baseline)]:
@@ -63,12 +60,15 @@ def main() -> None:
                 "what": f"keras-aerec --help, {label}",
                 "command": "python benchmarks/bench_cli_start.py"
                 + (" --baseline CHECKOUT" if args.baseline else ""),
-                "code": ["keras_aerec_cli.py", "keras_aerec/__init__.py", "keras_aerec/cli/main.py", "keras_aerec/cli/common.py"],
-                "commit": commit if checkout == ROOT else "baseline",
-                "date": datetime.date.today().isoformat(),
-                "machine": f"{os.cpu_count()}-core {platform.machine()} VM, no GPU",
+                "code": [
+                    "keras_aerec_cli.py",
+                    "keras_aerec/__init__.py",
+                    "keras_aerec/cli/main.py",
+                    "keras_aerec/cli/common.py",
+                ],
+                **run,
+                "commit": run["commit"] if checkout == ROOT else "baseline",
                 "load": load,
-                "backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
                 "dataset": None,
                 "protocol": None,
                 "seeds": [],
@@ -78,10 +78,9 @@ def main() -> None:
             }
         )
         print(label, metrics)
-    path = os.path.join(ROOT, "benchmarks", "results", "cli_start.json")
-    with open(path, "w") as file:
-        json.dump({"title": "CLI start-up", "figures": figures}, file, indent=2)
-        file.write("\n")
+    path = save_figures(
+        os.path.join(ROOT, "benchmarks", "results", "cli_start.json"), "CLI start-up", figures
+    )
     print(f"wrote {path}")
 
 

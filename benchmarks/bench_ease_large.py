@@ -17,14 +17,13 @@ Usage:
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 
 import numpy as np
-import scipy.sparse as sp
+from large_catalogue import power_law_matrix
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "ease_large.json")
 CODE = ["keras_aerec/models/ease.py"]
@@ -38,19 +37,10 @@ CHOLESKY = (
 
 
 def power_law_catalogue(num_users, num_items, seed=0):
-    """Binary CSR: Zipf(1) item popularity, 10-40 distinct items per user."""
-    rng = np.random.default_rng(seed)
-    popularity = 1.0 / np.arange(1, num_items + 1)
-    popularity = rng.permutation(popularity / popularity.sum())
-    counts = rng.integers(10, 41, num_users)
-    users = np.repeat(np.arange(num_users, dtype="int32"), counts)
-    items = rng.choice(num_items, size=users.size, p=popularity).astype("int32")
-    matrix = sp.csr_matrix(
-        (np.ones(users.size, dtype="float32"), (users, items)), shape=(num_users, num_items)
+    """Binary CSR: Zipf(1) item popularity, 10-40 items drawn per user (up to 40 distinct)."""
+    return power_law_matrix(
+        num_users, num_items, lambda rng, size: rng.integers(10, 41, size), seed=seed
     )
-    matrix.sum_duplicates()
-    matrix.data[:] = 1.0
-    return matrix
 
 
 def _rss_bytes():
@@ -131,9 +121,8 @@ def main():
         return
     from threadpoolctl import threadpool_info
 
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
+    from keras_aerec.experiments.report import provenance, save_figures
+
     blas = [
         f"{i['internal_api']} {i['version']} {i['architecture']} x{i['num_threads']}"
         for i in threadpool_info()
@@ -141,10 +130,7 @@ def main():
     common = {
         "section": "EASE",
         "code": CODE,
-        "commit": commit,
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{os.cpu_count()}-core {platform.processor() or platform.machine()} VM, no GPU",
-        "backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
+        **provenance(),
         "protocol": "fit only",
         "seeds": [0],
         "published": {"value": None, "source": None},
@@ -154,9 +140,8 @@ def main():
     def record(figure):
         figures.append({**common, **figure})
         print(json.dumps(figure["metrics"]), figure["notes"], flush=True)
-        os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-        with open(RESULTS, "w") as out:
-            json.dump({"title": "EASE on large catalogues", "figures": figures}, out, indent=1)
+        # After each figure, so that a later size that runs out of memory keeps the others.
+        save_figures(RESULTS, "EASE on large catalogues", figures)
 
     runs = [(num_items, args.l2[0]) for num_items in args.items]
     runs += [(args.items[0], l2) for l2 in args.l2[1:]]

@@ -19,9 +19,7 @@ Usage:
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import time
 
 import numpy as np
@@ -72,27 +70,20 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
-    import keras
-
     from keras_aerec.data.movielens import load_movielens
     from keras_aerec.data.splits import strong_generalization
     from keras_aerec.evaluation.ranking import evaluate_ranking
+    from keras_aerec.experiments.report import provenance, save_figures
     from keras_aerec.models.ease import EASE
 
     ratings = load_movielens("1m", data_dir=args.data_dir)
     data = ratings.to_implicit(3.0).filter_min_interactions(users=5)
     split = strong_generalization(data, num_heldout_users=600, num_validation_users=600, seed=0)
     train = split.train
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
     common = {
         "section": "EASE",
         "code": CODE,
-        "commit": commit,
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{os.cpu_count()}-core {platform.processor() or platform.machine()} VM, no GPU",
-        "backend": keras.backend.backend(),
+        **provenance(),
         "dataset": "ml-1m",
         "protocol": "strong_generalization",
         "seeds": [0],
@@ -182,9 +173,7 @@ def main():
     )
     print(json.dumps(figures[-1]["metrics"]), figures[-1]["notes"], flush=True)
 
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "w") as out:
-        json.dump({"title": "EASE on MovieLens 1M", "figures": figures}, out, indent=1)
+    save_figures(RESULTS, "EASE on MovieLens 1M", figures)
 
 
 if __name__ == "__main__":

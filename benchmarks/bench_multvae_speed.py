@@ -19,7 +19,6 @@ Usage:
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -183,9 +182,9 @@ def main():
     if args.child:
         child(args.data_dir, args.epochs, args.repeats)
         return
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
+    from keras_aerec.experiments.report import provenance, save_figures
+
+    run = provenance()
     figures = []
     for backend in args.backends:
         run = subprocess.run(
@@ -205,12 +204,9 @@ def main():
                 "what": f"Mult-VAE epoch (batch {BATCH}) and its first layer, dense vs sparse read",
                 "command": f"python benchmarks/bench_multvae_speed.py --backends {backend}",
                 "code": CODE,
-                "commit": commit,
-                "date": time.strftime("%Y-%m-%d"),
-                "machine": f"{os.cpu_count()}-core {platform.processor() or platform.machine()} "
-                "VM, no GPU",
+                **run,
                 "load": round(result["load"], 2),
-                "backend": backend,
+                "backend": backend,  # the child's, not this process's
                 "dataset": "ml-1m",
                 "protocol": "strong_generalization",
                 "seeds": [0],
@@ -232,9 +228,7 @@ def main():
             }
         )
         print(backend, json.dumps(figures[-1]["metrics"]), flush=True)
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "w") as out:
-        json.dump({"title": "Mult-VAE speed on ML-1M", "figures": figures}, out, indent=1)
+    save_figures(RESULTS, "Mult-VAE speed on ML-1M", figures)
 
 
 if __name__ == "__main__":

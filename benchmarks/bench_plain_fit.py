@@ -10,11 +10,7 @@ first epoch (tracing / compilation) is left out. Writes benchmarks/results/plain
 """
 
 import argparse
-import datetime
-import json
 import os
-import platform
-import subprocess
 import time
 
 import keras
@@ -22,6 +18,7 @@ import numpy as np
 
 from keras_aerec.data.batching import RowBatches
 from keras_aerec.data.movielens import load_movielens
+from keras_aerec.experiments.report import provenance, save_figures
 from keras_aerec.models.mult_vae import MultVAE
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "plain_fit.json")
@@ -69,9 +66,6 @@ def main():
         seconds["row_batches"] += row_batches
         seconds["plain"] += plain
         ratios.append(float(np.median(plain) / np.median(row_batches)))
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
 
     def summary(values):
         return {
@@ -88,11 +82,8 @@ def main():
         "command": f"python benchmarks/bench_plain_fit.py --epochs {args.epochs} "
         f"--repeats {args.repeats}",
         "code": ["keras_aerec/models/recommender.py", "keras_aerec/data/batching.py"],
-        "commit": commit,
-        "date": datetime.date.today().isoformat(),
-        "machine": f"{os.cpu_count()}-core {platform.machine()} VM, no GPU",
+        **provenance(),
         "load": round(os.getloadavg()[0], 1),
-        "backend": keras.backend.backend(),
         "dataset": "ml-1m",
         "protocol": "none (training speed)",
         "seeds": [0],
@@ -104,17 +95,12 @@ def main():
         "published": {"value": None, "source": None},
         "notes": f"{args.repeats} alternating pairs of runs, {args.epochs - 1} timed epochs each",
     }
-    existing = {"title": "Plain Keras fit on a CSR matrix", "figures": []}
-    if os.path.exists(RESULTS):
-        with open(RESULTS) as file:
-            existing = json.load(file)
-    existing["figures"] = [f for f in existing["figures"] if f["backend"] != figure["backend"]] + [
-        figure
-    ]
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "w") as file:
-        json.dump(existing, file, indent=1)
-        file.write("\n")
+    save_figures(
+        RESULTS,
+        "Plain Keras fit on a CSR matrix",
+        [figure],
+        replaces=lambda f: f["backend"] == figure["backend"],
+    )
 
 
 if __name__ == "__main__":

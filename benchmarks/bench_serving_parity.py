@@ -21,10 +21,8 @@ Writes benchmarks/results/serving_parity.json and exits non-zero on any differen
 """
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -320,9 +318,9 @@ def main():
         served = json.load(file)
     figures, failed = [], []
     load = os.getloadavg()[0]
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
+    from keras_aerec.experiments.report import provenance, save_figures
+
+    run = provenance()
     for family in args.models:
         identical = sum(
             a == b for a, b in zip(served[family]["item_ids"], references[family], strict=True)
@@ -345,11 +343,8 @@ def main():
                     "keras_aerec/export/saved_model.py",
                     "keras_aerec/cli/recommend.py",
                 ],
-                "commit": commit,
-                "date": datetime.date.today().isoformat(),
-                "machine": f"{os.cpu_count()}-core {platform.machine()} VM, no GPU",
+                **run,
                 "load": round(load, 2),
-                "backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
                 "dataset": "ml-1m",
                 "protocol": "article"
                 if family != "svae"
@@ -370,12 +365,7 @@ def main():
                 else "quick layers, 1 epoch; reference: model.score with the same exclusions (no CLI recommend for SVAE)",
             }
         )
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as file:
-        json.dump(
-            {"title": "TF Serving parity with the CLI on ML-1M", "figures": figures}, file, indent=1
-        )
-        file.write("\n")
+    save_figures(args.output, "TF Serving parity with the CLI on ML-1M", figures)
     print(
         f"wrote {args.output}; median serve_s {statistics.median(s['serve_s'] for s in served.values()):.1f}; load {load:.2f}"
     )

@@ -31,17 +31,17 @@ NUM_USERS, NUM_ITEMS = 200_000, 100_000
 BATCH_SIZES = {"MultVAE": 500, "CDAE": 500, "DeepRec": 128, "EASE": 500}
 
 
-def synthetic_interactions(num_users=NUM_USERS, num_items=NUM_ITEMS, mean_items=30, seed=0):
-    """Implicit CSR (users x items), Zipf-like item popularity, log-normal user activity.
+def power_law_matrix(num_users, num_items, user_counts, exponent=1.0, seed=0):
+    """Binary CSR (users x items): item popularity ~ rank**-exponent, in a shuffled order.
 
-    Built from sampled (user, item) pairs only: memory is O(interactions), never
+    `user_counts(rng, num_users)` draws how many items each user samples (duplicates are
+    merged). Built from sampled (user, item) pairs only: memory is O(interactions), never
     users x items (`keras_aerec.data.synthetic` scores every item for every user).
     """
     rng = np.random.default_rng(seed)
-    popularity = 1.0 / np.arange(1, num_items + 1) ** 0.8
+    popularity = 1.0 / np.arange(1, num_items + 1) ** exponent
     popularity = rng.permutation(popularity / popularity.sum())
-    counts = np.maximum(1, rng.lognormal(np.log(mean_items) - 0.5, 1.0, num_users)).astype(int)
-    counts = np.minimum(counts, 2_000)
+    counts = user_counts(rng, num_users)
     users = np.repeat(np.arange(num_users, dtype="int32"), counts)
     items = rng.choice(num_items, size=users.size, p=popularity).astype("int32")
     matrix = sp.csr_matrix(
@@ -50,6 +50,16 @@ def synthetic_interactions(num_users=NUM_USERS, num_items=NUM_ITEMS, mean_items=
     matrix.sum_duplicates()
     matrix.data[:] = 1.0
     return matrix
+
+
+def synthetic_interactions(num_users=NUM_USERS, num_items=NUM_ITEMS, mean_items=30, seed=0):
+    """Implicit CSR (users x items), Zipf-like item popularity, log-normal user activity."""
+
+    def user_counts(rng, size):
+        counts = rng.lognormal(np.log(mean_items) - 0.5, 1.0, size)
+        return np.minimum(np.maximum(1, counts).astype(int), 2_000)
+
+    return power_law_matrix(num_users, num_items, user_counts, exponent=0.8, seed=seed)
 
 
 def _peak_rss_bytes():

@@ -203,7 +203,7 @@ def test_recbole_scores_test_users_from_their_training_rows_only(data):
     from keras_aerec.models.ease import EASE
 
     spec = get_protocol("recbole")
-    split = weak_generalization(data, test=0.2, validation=0.2, seed=0)
+    split = weak_generalization(data.to_implicit(2.0), test=0.2, validation=0.2, seed=0)
     model = EASE(num_items=split.num_items, l2=10.0)
     model.fit(split.train)
     ours = spec.evaluate(model, split, "ranking")

@@ -30,14 +30,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> None:
     """Reloads the model, rebuilds its split and prints the protocol's test metrics."""
     from keras_aerec.cli._saved_run import load_run, metrics_title, print_metrics
-    from keras_aerec.experiments.training import evaluate_model
 
     model, record, recipe, spec, _, split = load_run(args)
-    metrics = evaluate_model(
-        model,
-        split,
-        recipe.kind,
-        ks=spec.ranking_ks,
-        recall_normalization=spec.recall_normalization,
-    )
-    print_metrics(metrics_title(recipe, spec), metrics)
+    # The protocol's own evaluation, as `train` printed it (RecBole's reads training rows).
+    print_metrics(metrics_title(recipe, spec), spec.evaluate(model, split, recipe.kind))

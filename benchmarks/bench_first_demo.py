@@ -21,8 +21,8 @@ from keras_aerec.experiments.report import provenance, save_figures
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "first_demo.json")
-# The runner's line for a finished model, e.g. "i-autorec: rmse=1.0228, ... in 3.8 s".
-RESULT_LINE = re.compile(r"^[a-z-]+: (rmse|precision@\d+)=")
+# The runner's line for a finished model, e.g. "i-autorec, seed 0: rmse=1.0228, ... in 3.8 s".
+RESULT_LINE = re.compile(r"^[a-z-]+(, seed \d+)?: (rmse|precision@\d+)=")
 
 
 def one_run() -> dict:

@@ -24,7 +24,7 @@ from keras_aerec.experiments.training import (
     metric_kind,
     ranking_metrics,
 )
-from keras_aerec.models.recommender import check_positive_int
+from keras_aerec.validation import check_positive_int
 
 # Whether a larger value of each protocol metric is better.
 METRIC_DIRECTIONS = {

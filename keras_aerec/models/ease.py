@@ -15,13 +15,8 @@ from threadpoolctl import threadpool_limits
 from keras_aerec.api_export import keras_aerec_export
 from keras_aerec.data.batching import RowBatches
 from keras_aerec.metrics.ranking import ndcg_at_k
-from keras_aerec.models.recommender import (
-    DEFAULT_SCORE_BATCH_SIZE,
-    TopNRecommender,
-    check_item_ids,
-    check_positive_int,
-    item_ids_config,
-)
+from keras_aerec.models.recommender import DEFAULT_SCORE_BATCH_SIZE, TopNRecommender
+from keras_aerec.validation import check_item_ids, check_positive_int, item_ids_config
 
 logger = logging.getLogger("keras_aerec.models.ease")
 

@@ -17,14 +17,7 @@ import scipy.sparse as sp
 from keras_aerec.data.batching import RowBatches
 from keras_aerec.distribute import predict_batch
 from keras_aerec.metrics.ranking import top_k_indices
-from keras_aerec.validation import (  # noqa: F401 (re-exported for older imports)
-    check_hidden_dims,
-    check_item_ids,
-    check_l2,
-    check_positive_int,
-    check_rate,
-    item_ids_config,
-)
+from keras_aerec.validation import check_positive_int
 
 DEFAULT_SCORE_BATCH_SIZE = 1024
 

@@ -30,6 +30,7 @@ import pytest
 import scipy.sparse as sp
 
 from keras_aerec.cli import export as export_cli
+from keras_aerec.cli.common import CommandError
 from keras_aerec.data.batching import RowBatches
 from keras_aerec.export import saved_model
 from keras_aerec.export.saved_model import export_saved_model, write_models_config
@@ -1085,4 +1086,12 @@ def test_cli_writes_the_models_config(tmp_path, fitted, fake_writer, capsys):
 def test_cli_reports_a_missing_model_file(tmp_path):
     args = _cli_parser().parse_args(["export", str(tmp_path / "missing.keras")])
     with pytest.raises(FileNotFoundError, match="missing.keras"):
+        export_cli.run(args)
+
+
+def test_cli_reports_a_damaged_model_file(tmp_path):
+    damaged = tmp_path / "damaged.keras"
+    damaged.write_bytes(b"not a zip archive")
+    args = _cli_parser().parse_args(["export", str(damaged)])
+    with pytest.raises(CommandError, match="damaged"):
         export_cli.run(args)

@@ -74,8 +74,7 @@ def add_parser(subparsers):
 
 def run(args) -> None:
     """Loads `args.model`, exports it and prints the written version folder."""
-    import keras
-
+    from keras_aerec.cli._saved_run import load_model
     from keras_aerec.export._plan import import_custom_objects
     from keras_aerec.export.saved_model import export_saved_model, write_models_config
 
@@ -84,7 +83,7 @@ def run(args) -> None:
     if not os.path.isfile(args.model):
         raise FileNotFoundError(f"model file {args.model!r} not found")
     import_custom_objects()
-    model = keras.saving.load_model(args.model)
+    model = load_model(args.model)  # a damaged file is one line, as for evaluate
     item_based = getattr(model, "variant", None) == "item"
     if item_based and args.ratings is None:
         raise ValueError(

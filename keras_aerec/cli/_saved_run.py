@@ -109,7 +109,8 @@ def publish_run(model, path: str, record: dict) -> str:
 
     write_atomically(path, save)
     sidecar = sidecar_path(path)
-    copy = {**record, "model_sha256": _file_sha256(path)}
+    from keras_aerec.data.io import file_digest  # loads a backend: not at --help
+    copy = {**record, "model_sha256": file_digest(path)}
 
     def dump(temporary):
         with open(temporary, "w") as file:
@@ -118,14 +119,6 @@ def publish_run(model, path: str, record: dict) -> str:
 
     write_atomically(sidecar, dump)
     return sidecar
-
-
-def _file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ------------------------------------------------------------------ reading
@@ -182,7 +175,8 @@ def read_record(model_path: str) -> dict:
         inside = sidecar
     elif sidecar is not None:
         copy = {key: value for key, value in sidecar.items() if key != "model_sha256"}
-        if sidecar.get("model_sha256") != _file_sha256(model_path):
+        from keras_aerec.data.io import file_digest  # loads a backend: not at --help
+        if sidecar.get("model_sha256") != file_digest(model_path):
             logger.warning(
                 "%s describes another version of %s (left by an interrupted train?); "
                 "using the record inside the model file",

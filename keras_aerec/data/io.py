@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import logging
 import math
@@ -264,3 +265,12 @@ def _is_rating(value: str) -> bool:
     except ValueError:
         return False
     return math.isfinite(number) and abs(number) <= _MAX_RATING and number != 0
+
+
+def file_digest(path: str, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes, read in 1 MiB blocks (`hashlib.file_digest` is 3.11+)."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

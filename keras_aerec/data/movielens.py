@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from keras_aerec.data.interactions import Interactions
-from keras_aerec.data.io import read_ratings
+from keras_aerec.data.io import file_digest, read_ratings
 
 logger = logging.getLogger("keras_aerec.data")
 
@@ -272,7 +272,7 @@ def _download(variant: str, spec: _Variant, cache_dir) -> str:
             "`data_dir` (CLI: --data-dir)."
         ) from None
     if spec.md5 is not None:
-        digest = _md5(archive)
+        digest = file_digest(archive, "md5")
         if digest != spec.md5:
             os.remove(archive)
             raise ValueError(
@@ -300,14 +300,6 @@ def _download(variant: str, spec: _Variant, cache_dir) -> str:
             f"({' or '.join(spec.ratings)})."
         )
     return folder
-
-
-def _md5(path: str) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _extract(archive: str, destination: str) -> None:

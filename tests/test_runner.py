@@ -154,7 +154,22 @@ def test_a_stored_result_of_other_settings_is_retrained(data, tmp_path, caplog):
     path.write_text(json.dumps(stored))
     with caplog.at_level(logging.INFO, logger="keras_aerec"):
         run_benchmark(data, protocol="article", models=["ease"], resume_dir=tmp_path)
-    assert "made with other settings; retraining" in caplog.text
+    assert "made with other settings or code; retraining" in caplog.text
+
+
+def test_a_stored_result_of_older_code_is_retrained(data, tmp_path, caplog, monkeypatch):
+    from keras_aerec.experiments import runner
+
+    run_benchmark(data, protocol="article", models=["ease"], resume_dir=tmp_path)
+    stored = json.loads((tmp_path / "finished" / "ease-seed0.json").read_text())
+    assert "keras_aerec/models/ease.py" in stored["key"]["code"]
+    # The same settings after an edit of ease.py: its blob id differs.
+    edited = {**stored["key"]["code"], "keras_aerec/models/ease.py": "0" * 40}
+    monkeypatch.setattr(runner, "source_blobs", lambda model: edited)
+    with caplog.at_level(logging.INFO, logger="keras_aerec"):
+        run_benchmark(data, protocol="article", models=["ease"], resume_dir=tmp_path)
+    assert "made with other settings or code; retraining" in caplog.text
+    assert "not retrained" not in caplog.text
 
 
 def test_seeds_are_checked(data):

@@ -166,7 +166,7 @@ def figures(results, provenance: dict, dataset: str, command: str) -> list[dict]
             if all(name in result.metrics for result in group):
                 metrics[name] = mean_sd([result.metrics[name] for result in group])
         metrics["fit_s"] = mean_sd([result.seconds for result in group])
-        code = sorted({*RUNNER_SOURCES, *MODEL_SOURCES.get(first.model, [])})
+        code = model_sources(first.model)
         loads = [result.load for result in group if result.load is not None]
         rows.append(
             {
@@ -174,7 +174,7 @@ def figures(results, provenance: dict, dataset: str, command: str) -> list[dict]
                 "what": first.model,
                 "command": command,
                 "code": code,
-                "code_blobs": {path: _blob_sha(path) for path in code},
+                "code_blobs": source_blobs(first.model),
                 "commit": provenance["commit"],
                 "date": provenance["date"],
                 "machine": provenance["machine"],
@@ -192,6 +192,16 @@ def figures(results, provenance: dict, dataset: str, command: str) -> list[dict]
             }
         )
     return rows
+
+
+def model_sources(model: str) -> list[str]:
+    """The source files a figure of `model` goes stale with (the runner's and its own)."""
+    return sorted({*RUNNER_SOURCES, *MODEL_SOURCES.get(model, [])})
+
+
+def source_blobs(model: str) -> dict:
+    """`{path: git blob id}` of `model_sources(model)`: changes whenever that code does."""
+    return {path: _blob_sha(path) for path in model_sources(model)}
 
 
 def _repository_root() -> str:

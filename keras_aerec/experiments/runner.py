@@ -33,6 +33,7 @@ from keras_aerec.data.splits import (
     weak_generalization,
 )
 from keras_aerec.experiments.recipes import MODELS, Recipe
+from keras_aerec.experiments.report import source_blobs
 from keras_aerec.experiments.training import (
     evaluate_model,
     fit_model,
@@ -380,7 +381,12 @@ def _check_seed(value) -> int:
 
 
 def _run_key(recipe: Recipe, spec: Protocol, data, seed: int, epochs, quick) -> dict:
-    """What identifies one model and seed's run: a stored result is reused only if equal."""
+    """What identifies one model and seed's run: a stored result is reused only if equal.
+
+    The backend and the blob ids of the model's and the runner's source files are part of
+    it, so a rerun after a code change (or under another backend) retrains instead of
+    reporting figures of code that no longer exists.
+    """
     return {
         "model": recipe.name,
         "protocol": spec.name,
@@ -391,6 +397,8 @@ def _run_key(recipe: Recipe, spec: Protocol, data, seed: int, epochs, quick) -> 
         "epochs": epochs,
         "quick": quick,
         "recipe": recipe.fingerprint(quick),
+        "backend": keras.backend.backend(),
+        "code": source_blobs(recipe.name),
     }
 
 
@@ -412,7 +420,7 @@ def _stored_result(resume_dir, key: dict) -> ModelResult | None:
         return None
     if not isinstance(stored, dict) or stored.get("key") != key:
         logger.warning(
-            "%s, seed %d: the stored result %s was made with other settings; retraining",
+            "%s, seed %d: the stored result %s was made with other settings or code; retraining",
             key["model"],
             key["seed"],
             path,

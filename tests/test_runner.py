@@ -99,7 +99,7 @@ def test_article_protocol_labels_svae_row_and_uses_timestamped_data(data, untime
     assert 0.0 < result.metrics["ndcg@100"] <= 1.0
 
 
-@pytest.mark.backend
+# CLI plumbing only: the temporal protocol's training is tested on every backend above.
 def test_cli_benchmark_temporal_protocol(tmp_path, capsys):
     output = tmp_path / "report"
     command = "benchmark --dataset synthetic --protocol temporal --models svae ease --epochs 1"

@@ -154,7 +154,9 @@ CHILD = textwrap.dedent(
 )
 
 
-@pytest.mark.backend
+# KerasTuner's oracle files and our resume logic do not depend on the backend, so this and the
+# other resume test run under the suite's first backend only; each hypermodel's training is
+# tested on every backend in test_hypermodels.py.
 def test_search_killed_with_sigkill_resumes_without_rerunning_finished_trials(tmp_path):
     script = tmp_path / "child.py"
     script.write_text(CHILD)
@@ -222,7 +224,8 @@ def test_cli_tune_writes_the_summary(tmp_path, capsys):
     assert summary["best"]["best_epoch"] is None  # closed form: no epochs
 
 
-@pytest.mark.backend
+# CLI plumbing (protocol, objective, summary): one backend; SVAE's hypermodel is tested on
+# every backend in test_hypermodels.py.
 def test_cli_tune_svae_under_the_temporal_protocol(tmp_path, capsys):
     directory = tmp_path / "svae"
     command = "tune svae --dataset synthetic --protocol temporal --max-trials 1 --epochs 1"
@@ -261,7 +264,6 @@ def test_cli_tune_refuses_bad_arguments_before_loading_data(tmp_path, capsys):
     assert "invalid choice: 'autorecc'" in capsys.readouterr().err
 
 
-@pytest.mark.backend
 def test_trial_created_but_not_yet_in_oracle_state_is_rerun_on_resume(tmp_path, monkeypatch):
     """A kill right after a new trial's trial.json is written (RUNNING), before oracle.json
     lists it as ongoing, must not lose the trial: the resumed search trains it."""

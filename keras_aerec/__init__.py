@@ -12,7 +12,6 @@ logging.getLogger("keras_aerec").addHandler(logging.NullHandler())
 __all__ = ["__version__", "data", "evaluation", "layers", "losses", "metrics", "models"]
 
 
-
 def _run_as_command() -> bool:
     """Whether this import is Python locating `python -m keras_aerec` (the command).
 

@@ -39,9 +39,7 @@ def test_python_blocks_are_found_and_skips_are_marked():
     assert len(blocks) >= 2
     assert blocks[0][1], "the quickstart (first block) must run"
     assert "from_dataframe" in blocks[0][0] and "export_saved_model" in blocks[0][0]
-    assert python_blocks("x\n<!-- not run: net -->\n```python\nraise\n```\n") == [
-        ("raise", False)
-    ]
+    assert python_blocks("x\n<!-- not run: net -->\n```python\nraise\n```\n") == [("raise", False)]
 
 
 @pytest.mark.backend

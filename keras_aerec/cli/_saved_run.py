@@ -110,6 +110,7 @@ def publish_run(model, path: str, record: dict) -> str:
     write_atomically(path, save)
     sidecar = sidecar_path(path)
     from keras_aerec.data.io import file_digest  # loads a backend: not at --help
+
     copy = {**record, "model_sha256": file_digest(path)}
 
     def dump(temporary):
@@ -176,6 +177,7 @@ def read_record(model_path: str) -> dict:
     elif sidecar is not None:
         copy = {key: value for key, value in sidecar.items() if key != "model_sha256"}
         from keras_aerec.data.io import file_digest  # loads a backend: not at --help
+
         if sidecar.get("model_sha256") != file_digest(model_path):
             logger.warning(
                 "%s describes another version of %s (left by an interrupted train?); "

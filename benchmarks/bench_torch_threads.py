@@ -4,10 +4,13 @@ On the article protocol's rating split of ML-1M (seed 0), one model per recipe t
 training steps with `torch.set_num_threads(1)`, then 10 with 2 (the default on 2 cores),
 for `--rounds` rounds; `step_s_threads_N` are the medians. When other processes keep the
 cores busy, torch's OpenMP threads wait on each other at every operation; one thread
-does not.
+does not. Run it again with `OMP_WAIT_POLICY=PASSIVE` in the environment (read when torch
+loads, so not settable from inside) to time the threads sleeping instead of spinning; the
+policy is part of each figure's `what`.
 
 Usage:
     KERAS_BACKEND=torch nice -n 5 python benchmarks/bench_torch_threads.py
+    OMP_WAIT_POLICY=PASSIVE KERAS_BACKEND=torch nice -n 5 python benchmarks/bench_torch_threads.py
 """
 
 import argparse
@@ -37,6 +40,7 @@ def main():
     from keras_aerec.experiments.training import training_batches
 
     run_info = provenance()
+    policy = os.environ.get("OMP_WAIT_POLICY", "default")
     split = get_protocol("article").split("rating", load_movielens("1m", args.data_dir), 0)
     figures = []
     for name in args.models:
@@ -65,8 +69,10 @@ def main():
         figures.append(
             {
                 "section": "Article table speed",
-                "what": f"{name}: torch training step with 1 vs 2 intra-op threads",
-                "command": f"python benchmarks/bench_torch_threads.py --models {name}",
+                "what": f"{name}: torch training step with 1 vs 2 intra-op threads, "
+                f"OMP_WAIT_POLICY {policy}",
+                "command": f"OMP_WAIT_POLICY={policy} python benchmarks/bench_torch_threads.py "
+                f"--models {name}",
                 "code": ["keras_aerec/experiments/recipes.py"],
                 **run_info,
                 "load": round(statistics.median(loads), 2),

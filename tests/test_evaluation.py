@@ -249,3 +249,32 @@ def test_evaluate_rating_validation():
         evaluate_rating(
             row_mean_plus_offset, RATING_INPUTS, scipy.sparse.csr_matrix((3, 4), dtype=np.float32)
         )
+
+
+@pytest.mark.backend
+@pytest.mark.parametrize(
+    "name, reads_entries",
+    [("autorec", True), ("deeprec", True), ("deeprec_tied", False)],
+)
+def test_evaluate_rating_from_entries_equals_whole_rows(name, reads_entries):
+    from keras_aerec.models.auto_rec import AutoRec
+    from keras_aerec.models.deep_rec import DeepRec
+
+    rng = np.random.default_rng(0)
+    ratings = rng.integers(1, 6, (40, 30)) * (rng.random((40, 30)) < 0.3)
+    inputs = scipy.sparse.csr_matrix(
+        np.where(rng.random((40, 30)) < 0.8, ratings, 0).astype("float32")
+    )
+    targets = scipy.sparse.csr_matrix(ratings - inputs.toarray(), dtype="float32")
+    if name == "autorec":
+        model = AutoRec(30, hidden_units=6, variant="user")
+    else:
+        model = DeepRec(30, hidden_units=(6, 4), variant="user", tied=name == "deeprec_tied")
+    model.set_weights(model.get_weights())  # random weights count as trained
+    assert (model._code_model() is not None) == reads_entries
+    # Batches of 7 rows: the last batch is partial and the entries' rows repeat.
+    fast = evaluate_rating(model, inputs, targets, rating_range=None, batch_size=7)
+    whole = evaluate_rating(model.score, inputs, targets, rating_range=None, batch_size=7)
+    assert fast["num_ratings"] == whole["num_ratings"] == targets.nnz
+    assert fast["rmse"] == pytest.approx(whole["rmse"], rel=1e-5)
+    assert fast["mae"] == pytest.approx(whole["mae"], rel=1e-5)

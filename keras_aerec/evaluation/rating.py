@@ -37,7 +37,9 @@ def evaluate_rating(
         RMSE = sqrt(mean((prediction - target)^2)), MAE = mean(|prediction - target|)
 
     over the stored nonzero entries of `targets`. The errors are summed once over all
-    targets in CSR order, so the result does not depend on `batch_size`.
+    targets in CSR order, so the result does not depend on `batch_size`. A model with a
+    `score_entries(rows, row_positions, columns)` method (the rating autoencoders) is
+    asked for the target entries only, which can skip computing the rest of the rows.
 
     Args:
         model_or_fn: an object with a `score(rows)` method, or a function, returning dense
@@ -87,14 +89,26 @@ def evaluate_rating(
     scored = np.flatnonzero(~defaulted)
     scored_rows = target_rows[scored]
     rows = np.unique(scored_rows)
+    score_entries = getattr(model_or_fn, "score_entries", None)
     for start in range(0, rows.size, batch_size):
         batch = rows[start : start + batch_size]
-        scores = _batch_scores(score_fn, (batch.size, num_columns), inputs[batch])
         low = np.searchsorted(scored_rows, batch[0], side="left")
         high = np.searchsorted(scored_rows, batch[-1], side="right")
         positions = scored[low:high]
         local_rows = np.searchsorted(batch, scored_rows[low:high])
-        predictions[positions] = scores[local_rows, targets.indices[positions]]
+        columns = targets.indices[positions]
+        if callable(score_entries):
+            values = np.asarray(score_entries(inputs[batch], local_rows, columns))
+            if values.shape != positions.shape or np.isnan(values).any():
+                raise ValueError(
+                    "`score_entries` should return one non-NaN value per entry "
+                    f"({positions.size}). Received: shape {values.shape}, "
+                    f"{np.count_nonzero(np.isnan(values))} NaN"
+                )
+            predictions[positions] = values
+        else:
+            scores = _batch_scores(score_fn, (batch.size, num_columns), inputs[batch])
+            predictions[positions] = scores[local_rows, columns]
 
     if rating_range is not None:
         np.clip(predictions, rating_range[0], rating_range[1], out=predictions)

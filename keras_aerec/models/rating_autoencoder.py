@@ -142,6 +142,67 @@ class RatingAutoencoder(MatrixInputs, keras.Model):
             return np.zeros((0, self.num_inputs), dtype="float32")
         return np.concatenate(outputs).astype("float32", copy=False)
 
+    def score_entries(self, rows, row_positions, columns) -> np.ndarray:
+        """Reconstructed values at `(row_positions[j], columns[j])` of `score(rows)`.
+
+        Rating evaluation needs a few percent of the reconstructed matrix. When the output
+        layer is a linear `Dense` (AutoRec, untied DeepRec), only the hidden rows are
+        computed by the model and each entry is the dot product of its row's code with its
+        column of the output kernel: this skips the output layer's full matmul, about half
+        of the arithmetic of an AutoRec evaluation. Other models score whole rows.
+
+        Args:
+            rows: CSR or dense batch of model rows, as in `score`.
+            row_positions: int array, the entries' positions in `rows`.
+            columns: int array of the same length, the entries' columns (< `num_inputs`).
+
+        Returns:
+            float32 array, one value per entry.
+        """
+        rows = self._check_inputs(rows, "rows")
+        self._check_trained("score_entries")
+        row_positions, columns = np.asarray(row_positions), np.asarray(columns)
+        code_model = self._code_model()
+        if code_model is None:
+            return self.score(rows)[row_positions, columns]
+        batch = rows.toarray() if sp.issparse(rows) else rows
+        codes = np.asarray(predict_batch(code_model, batch.astype("float32")), dtype="float32")
+        output = self.layers[-1]
+        # Transposed by the backend: (num_inputs, code), so that a column is a row.
+        kernel = keras.ops.convert_to_numpy(keras.ops.transpose(output.kernel))
+        kernel = np.ascontiguousarray(kernel, dtype="float32")
+        # One matrix-vector product per row (2.3x faster than gathering a code per entry
+        # and summing products, 500-wide codes): the entries grouped by row.
+        order = np.argsort(row_positions, kind="stable")
+        sorted_rows = row_positions[order]
+        bounds = np.searchsorted(sorted_rows, np.arange(codes.shape[0] + 1))
+        values = np.empty(order.size, dtype="float32")
+        for row in np.flatnonzero(np.diff(bounds)):
+            entries = order[bounds[row] : bounds[row + 1]]
+            values[entries] = kernel[columns[entries]] @ codes[row]
+        if output.use_bias:
+            values += keras.ops.convert_to_numpy(output.bias).astype("float32")[columns]
+        return values
+
+    def _code_model(self):
+        """The model up to the output layer's input when that layer is a linear `Dense`."""
+        output = self.layers[-1]
+        if not (
+            len(self.outputs) == 1
+            and type(output) is keras.layers.Dense
+            and len(output._inbound_nodes) == 1
+            and output.output is self.outputs[0]
+            and output.activation is keras.activations.linear
+            and output.quantization_mode is None
+            and not output.lora_enabled
+        ):
+            return None
+        if "_code_model_cache" not in self.__dict__:
+            # Set around Keras' attribute tracking: the sub-model shares this model's
+            # layers and must not become a sublayer that saving would serialise twice.
+            self.__dict__["_code_model_cache"] = keras.Model(self.input, output.input)
+        return self.__dict__["_code_model_cache"]
+
     def predict_ratings(
         self,
         user_ids,

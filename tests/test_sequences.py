@@ -108,8 +108,11 @@ def test_sequence_batches_cover_every_sequence_with_matching_targets():
             assert padded.dtype == np.int32 and targets.dtype == np.int32
             assert padded.shape[1] % 4 == 0 or padded.shape[1] == 12
             assert targets.shape == padded.shape + (2,)
+            # The short batch (3 sequences) is filled up to 5 rows with empty sequences.
+            assert padded.shape[0] == 5
             expected, _ = pad_sequences([sequences[r] for r in rows], 12, padded.shape[1])
-            np.testing.assert_array_equal(padded, expected)
+            np.testing.assert_array_equal(padded[: len(rows)], expected)
+            assert not padded[len(rows) :].any()
             np.testing.assert_array_equal(targets, next_k_targets(padded, 2))
             seen.append(rows)
         np.testing.assert_array_equal(np.sort(np.concatenate(seen)), np.arange(23))

@@ -51,12 +51,13 @@ def loss_of(model, x, y, training=False):
 
 @pytest.mark.backend
 def test_output_shape_and_config_round_trip():
-    model = small_model(l2=1e-4, anneal_cap=0.3, total_anneal_steps=5)
+    model = small_model(l2=1e-4, anneal_cap=0.3, total_anneal_steps=5, likelihood_reduction="sum")
     x, _ = batch([[0, 1, 2], [3]], length=5)
     assert tuple(model(x).shape) == (2, 5, NUM_ITEMS)
     config = model.get_config()
     assert config["item_ids"] == ITEM_IDS.tolist()
     assert config["next_k"] == 2 and config["max_len"] == 8 and config["l2"] == 1e-4
+    assert config["likelihood_reduction"] == "sum"
     clone = SVAE.from_config(config)
     assert clone.get_config() == config
     assert len(clone.weights) == len(model.weights)
@@ -74,6 +75,22 @@ def test_next_k_nll_by_hand_and_ignores_positions_without_targets():
     np.testing.assert_allclose(float(ops.convert_to_numpy(next_k_nll(targets, logits))), loss)
     weighted = next_k_nll(np.concatenate([targets, targets]), np.concatenate([logits, logits]))
     np.testing.assert_allclose(float(ops.convert_to_numpy(weighted)), loss, rtol=1e-6)
+
+    # "sum" (the authors'): each sequence's position losses summed and divided by k, then
+    # averaged over sequences; a second sequence with one target at a uniform position.
+    first = -(math.log(2 / 5) + math.log(1 / 5)) + math.log(4.0)
+    other = np.array([[[1, 0], [0, 0], [0, 0]]], dtype="int32")
+    pair_targets = np.concatenate([targets, other])
+    pair_logits = np.concatenate([logits, np.zeros_like(logits)])
+    summed = next_k_nll(pair_targets, pair_logits, reduction="sum")
+    expected_sum = (first / 2 + math.log(4.0) / 2) / 2
+    np.testing.assert_allclose(float(ops.convert_to_numpy(summed)), expected_sum, rtol=1e-6)
+    averaged = next_k_nll(pair_targets, pair_logits)
+    expected_mean = (first + math.log(4.0)) / 3
+    np.testing.assert_allclose(float(ops.convert_to_numpy(averaged)), expected_mean, rtol=1e-6)
+    # Sample weights weigh sequences: weight 0 on the second leaves the first alone.
+    only_first = next_k_nll(pair_targets, pair_logits, np.array([1.0, 0.0]), reduction="sum")
+    np.testing.assert_allclose(float(ops.convert_to_numpy(only_first)), first / 2, rtol=1e-6)
 
 
 @pytest.mark.backend
@@ -258,6 +275,8 @@ def test_bad_inputs_raise_clear_errors():
         model.compute_loss(x=x, y=None, y_pred=model(x))
     with pytest.raises(ValueError, match="`next_k` should be a positive integer"):
         SVAE(NUM_ITEMS, next_k=0)
+    with pytest.raises(ValueError, match="`likelihood_reduction` should be one of"):
+        SVAE(NUM_ITEMS, likelihood_reduction="total")
     with pytest.raises(ValueError, match="`max_len` should be a positive integer"):
         SVAE(NUM_ITEMS, max_len=-1)
     with pytest.raises(ValueError, match="`item_ids` should be a 1D sequence of 12 ids"):

@@ -225,8 +225,10 @@ class SequenceBatches(keras.utils.PyDataset):
     the variable axis). `length_multiple=None` pads every batch to `max_len`: a single
     shape.
 
-    Under a JAX `data_parallel()` the short batch is trimmed to a multiple of the devices
-    (which must divide `batch_size`), as in `RowBatches`.
+    The short last batch is filled up with empty sequences (all padding, so no loss):
+    every batch has `batch_size` rows (JAX compiles one shape per length, and under a JAX
+    `data_parallel()` every batch splits evenly over the devices, which must divide
+    `batch_size`).
 
     Args:
         sequences: list of 1D int arrays of item positions, oldest first (e.g. from
@@ -325,22 +327,13 @@ class SequenceBatches(keras.utils.PyDataset):
         self._batch_lengths = lengths
         return batches
 
-    def _used_batches(self) -> list[int]:
-        """Positions in `_batches` of the batches that hold a row per data-parallel device."""
-        multiple = batch_multiple(self.batch_size)
-        return [i for i, rows in enumerate(self._batches) if rows.size >= multiple]
-
     def __len__(self):
-        return len(self._used_batches())
+        return len(self._batches)
 
     def _batch(self, index: int) -> tuple[np.ndarray, int]:
-        used = self._used_batches()
-        if not 0 <= index < len(used):
-            raise IndexError(f"Batch index {index} out of range [0, {len(used)})")
-        rows = self._batches[used[index]]
-        # Under a JAX `data_parallel()` the short batch is trimmed to a multiple of the
-        # devices (see `keras_aerec.distribute.batch_multiple`).
-        return rows[: rows.size - rows.size % batch_multiple()], self._batch_lengths[used[index]]
+        if not 0 <= index < len(self._batches):
+            raise IndexError(f"Batch index {index} out of range [0, {len(self._batches)})")
+        return self._batches[index], self._batch_lengths[index]
 
     def batch_rows(self, index: int) -> np.ndarray:
         """Indices into `sequences` of batch `index` of the current epoch."""
@@ -354,7 +347,13 @@ class SequenceBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         rows, length = self._batch(index)
-        padded, _ = pad_sequences([self.sequences[i] for i in rows], self.max_len, length=length)
+        batch_multiple(self.batch_size)
+        # The short last batch is filled up with empty sequences (no targets, so no loss):
+        # every batch has `batch_size` rows, so JAX compiles one shape per length instead
+        # of two, and a data-parallel batch always splits evenly over the devices.
+        sequences = [self.sequences[i] for i in rows]
+        sequences += [_EMPTY] * (self.batch_size - len(rows))
+        padded, _ = pad_sequences(sequences, self.max_len, length=length)
         return padded, next_k_targets(padded, self.next_k)
 
     def on_epoch_end(self):

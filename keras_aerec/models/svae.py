@@ -18,22 +18,28 @@ from keras_aerec.models.recommender import TopNRecommender, is_matrix
 from keras_aerec.validation import check_item_ids, check_l2, check_positive_int, item_ids_config
 
 DEFAULT_SCORE_BATCH_SIZE = 256
+LIKELIHOOD_REDUCTIONS = ("mean", "sum")
 
 
-def next_k_nll(targets, logits, sample_weight=None):
-    """Mean negative log-likelihood of the next-k items over the positions that have any.
+def next_k_nll(targets, logits, sample_weight=None, reduction="mean"):
+    """Negative log-likelihood of the next-k items at the positions that have any.
 
     Each position `t` of a sequence has its own multinomial over the catalogue,
     `softmax(logits[b, t])`; its loss is `-sum_j log softmax(logits[b, t])[targets[b, t, j]]`
-    over its (up to k) targets. The result averages this over every position with at least
-    one target, so padding and the end of each sequence add nothing; with `sample_weight`
-    (one weight per sequence) it is the weighted average.
+    over its (up to k) targets. Padding and the end of each sequence add nothing.
+    `reduction="mean"` averages the position losses over every position with at least one
+    target; `"sum"` sums them over each sequence's positions, divides by `k` and averages
+    over the sequences that have a target (the authors' likelihood: a sequence weighs in
+    proportion to its length, and the loss is about `length / k` times the mean). With
+    `sample_weight` (one weight per sequence) either average is weighted.
 
     Args:
         targets: int tensor (batch, length, next_k) in the `item + 1` encoding, 0 for
             "no target" (see `keras_aerec.data.sequences.next_k_targets`).
         logits: float tensor (batch, length, num_items).
         sample_weight: optional float tensor (batch,).
+        reduction: `"mean"` (over positions) or `"sum"` (over each sequence's positions,
+            divided by `next_k`, averaged over sequences).
 
     Returns:
         Scalar float tensor.
@@ -42,14 +48,23 @@ def next_k_nll(targets, logits, sample_weight=None):
         Sachdeva, Manco, Ritacco and Pudi, "Sequential Variational Autoencoders for
         Collaborative Filtering", WSDM 2019 (the next-k likelihood).
     """
+    if reduction not in LIKELIHOOD_REDUCTIONS:
+        raise ValueError(
+            f"`reduction` should be one of {LIKELIHOOD_REDUCTIONS}. Received: "
+            f"reduction={reduction!r}"
+        )
     targets = ops.cast(targets, "int32")
     log_probs = ops.log_softmax(logits, axis=-1)
     picked = ops.take_along_axis(log_probs, ops.maximum(targets - 1, 0), axis=-1)
     present = ops.cast(ops.greater(targets, 0), log_probs.dtype)
     per_position = -ops.sum(picked * present, axis=-1)
     weight = ops.cast(ops.greater(ops.max(targets, axis=-1), 0), log_probs.dtype)
+    if reduction == "sum":
+        per_position = ops.sum(per_position * weight, axis=-1) / targets.shape[-1]
+        weight = ops.max(weight, axis=-1)
     if sample_weight is not None:
-        weight = weight * ops.reshape(ops.cast(sample_weight, weight.dtype), (-1, 1))
+        sample_weight = ops.cast(sample_weight, weight.dtype)
+        weight = weight * (sample_weight if reduction == "sum" else sample_weight[:, None])
     # The count of the whole batch under tf.distribute (see `sum_over_replicas`).
     return ops.sum(per_position * weight) / ops.maximum(sum_over_replicas(ops.sum(weight)), 1e-12)
 
@@ -63,7 +78,10 @@ class SVAE(TopNRecommender, keras.Model):
     (reparameterisation) and adds the annealed KL term; a tanh layer and a linear layer
     decode z_t into one logit per item. The loss is the multinomial negative
     log-likelihood of the next `next_k` items at every position (`next_k_nll`) plus
-    `beta * KL`, both averaged over the positions that have a next item.
+    `beta * KL`, the KL averaged over the positions that have a next item and the
+    likelihood either averaged over them too (`likelihood_reduction="mean"`) or, as the
+    authors, summed over each sequence's positions, divided by `next_k` and averaged over
+    the sequences (`"sum"`).
 
     Training takes many users per step: `SequenceBatches` yields left-aligned padded
     sequences (`item + 1`, 0 = padding) truncated to their most recent `max_len` items
@@ -75,10 +93,11 @@ class SVAE(TopNRecommender, keras.Model):
     At inference the distribution at the last position of the (truncated) sequence ranks
     the items, using the mean of q(z|x) (deterministic); `score()` returns its logits.
 
-    Differences from the authors' code (which trains one user per step): the likelihood
-    and the KL are both averaged over positions (the authors sum the likelihood over a
-    user's positions and divide by k, but average the KL, so their KL weight is in effect
-    about 1 / length of ours); sequences are truncated to `max_len` (the authors drop
+    Differences from the authors' code (which trains one user per step): by default
+    (`likelihood_reduction="mean"`) the likelihood and the KL are both averaged over
+    positions (the authors sum the likelihood over a user's positions and divide by k, but
+    average the KL, so their KL weight and weight decay are in effect about k / length of
+    ours; `"sum"` is their weighting, averaged over the batch's users); sequences are truncated to `max_len` (the authors drop
     users with more than 1,000 items); `score()` reads the whole fold-in sequence (their
     evaluation feeds it without its last item); no weight decay by default (theirs: 5e-3
     in Adam).
@@ -98,6 +117,10 @@ class SVAE(TopNRecommender, keras.Model):
             Defaults to `20000`.
         l2: L2 penalty on the embedding, GRU and dense kernels (`l2 * sum(w**2)`).
             Defaults to `0.0`.
+        likelihood_reduction: `"mean"`: the likelihood averaged over the positions;
+            `"sum"`: summed over each sequence's positions and divided by `next_k`, then
+            averaged over the sequences (the authors'; about `length / next_k` times
+            larger, so `beta` and `l2` weigh that much less). Defaults to `"mean"`.
         item_ids: original id of each item position (default: the positions).
         seed: optional integer seed of the sampling noise.
         **kwargs: forwarded to `keras.Model` (`name`, `dtype`, `trainable`).
@@ -130,6 +153,7 @@ class SVAE(TopNRecommender, keras.Model):
         anneal_cap=0.2,
         total_anneal_steps=20000,
         l2=0.0,
+        likelihood_reduction="mean",
         item_ids=None,
         seed=None,
         **kwargs,
@@ -142,6 +166,11 @@ class SVAE(TopNRecommender, keras.Model):
         next_k = check_positive_int(next_k, "next_k")
         max_len = check_positive_int(max_len, "max_len")
         l2 = check_l2(l2)
+        if likelihood_reduction not in LIKELIHOOD_REDUCTIONS:
+            raise ValueError(
+                f"`likelihood_reduction` should be one of {LIKELIHOOD_REDUCTIONS}. "
+                f"Received: likelihood_reduction={likelihood_reduction!r}"
+            )
         item_id_array = check_item_ids(item_ids, num_items)
         regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
 
@@ -198,6 +227,7 @@ class SVAE(TopNRecommender, keras.Model):
         self.anneal_cap = sampling.anneal_cap
         self.total_anneal_steps = sampling.total_anneal_steps
         self.l2 = l2
+        self.likelihood_reduction = likelihood_reduction
         self.item_ids = item_id_array
         self.seed = seed
         self._id_order = np.argsort(item_id_array, kind="stable")
@@ -215,7 +245,7 @@ class SVAE(TopNRecommender, keras.Model):
                 f"The targets should hold next_k={self.next_k} items per position. "
                 f"Received: targets with shape {tuple(y.shape)}"
             )
-        loss = next_k_nll(y, y_pred, sample_weight)
+        loss = next_k_nll(y, y_pred, sample_weight, reduction=self.likelihood_reduction)
         if self._compile_loss is not None or self.losses:
             loss = loss + super().compute_loss(
                 x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
@@ -409,6 +439,7 @@ class SVAE(TopNRecommender, keras.Model):
             "anneal_cap": self.anneal_cap,
             "total_anneal_steps": self.total_anneal_steps,
             "l2": self.l2,
+            "likelihood_reduction": self.likelihood_reduction,
             "item_ids": item_ids_config(self.item_ids, self.num_items),
             "seed": self.seed,
         }

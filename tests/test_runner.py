@@ -240,5 +240,11 @@ def test_a_recipe_under_a_protocol_merges_its_overrides():
     assert recbole.defaults == {**recipe.defaults, "latent_dim": 64, "anneal_cap": 0.5}
     assert recbole.fingerprint() != recipe.fingerprint()
     assert recipe.for_protocol("article") is recipe
+    # An override replaces a base default: Liang's schedule anneals beta over its whole
+    # 200-epoch run (2000 updates of 500 users on ML-1M), not the base 1000 updates.
+    liang = recipe.for_protocol("liang")
+    assert recipe.defaults["total_anneal_steps"] == 1000
+    assert liang.defaults["total_anneal_steps"] == 2000
+    assert (liang.epochs, liang.batch_size) == (200, 500)
     # The fingerprint is JSON data: what a stored result is compared with.
     assert json.loads(json.dumps(recbole.fingerprint())) == recbole.fingerprint()

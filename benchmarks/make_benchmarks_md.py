@@ -9,9 +9,9 @@ folders under it), written by the command that measured it:
        "metrics": {name: {"mean", "sd"}}, "published": {"value", "source"}, "notes",
        optional "code_blobs": {path: git blob id at run time}, "best_epoch", "epochs_run"}]}
 
-A figure is marked **stale** when one of its `code` files has changed since it was
-measured: its blob id differs from the file's today (`code_blobs`, exact even for runs of
-uncommitted code) or, without blob ids, `git log COMMIT..HEAD -- FILES` lists a commit;
+A figure is marked **stale** when what one of its `code` files computes has changed since
+it was measured (its syntax tree without docstrings differs from the measured version: the
+blob recorded at run time in `code_blobs`, or the file at the figure's commit);
 or when its `recipe` (the runner's `Recipe.fingerprint`) differs from today's.
 
     python benchmarks/make_benchmarks_md.py            # writes BENCHMARKS.md
@@ -19,6 +19,7 @@ or when its `recipe` (the runner's `Recipe.fingerprint`) differs from today's.
 """
 
 import argparse
+import ast
 import glob
 import hashlib
 import json
@@ -68,29 +69,73 @@ def _blob_sha(path: str) -> str | None:
     return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
 
 
+def _git(*args) -> str | None:
+    try:
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _program(text: str | None):
+    """What a Python source computes: its syntax tree without docstrings (comments and
+    layout are not in the tree), so that editing prose does not make a figure stale.
+    Non-Python or unparsable text is compared as it is."""
+    if text is None:
+        return None
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return text
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+def _same_program(old_text: str | None, path: str) -> bool:
+    try:
+        with open(os.path.join(ROOT, path), encoding="utf-8") as handle:
+            current = handle.read()
+    except OSError:
+        return False
+    return old_text is not None and _program(old_text) == _program(current)
+
+
 def changed_files(figure: dict) -> list[str]:
-    """The figure's `code` files (and recipe) that changed since it was measured."""
+    """The figure's `code` files (and recipe) whose code changed since it was measured.
+
+    A file counts as changed when what it computes differs (`_program`): edits of
+    docstrings, comments or layout alone do not make a figure stale. The measured version
+    is the blob recorded at run time (`code_blobs`, exact even for runs of uncommitted code)
+    or the file at the figure's commit; when neither can be read, the figure is stale.
+    """
     code = figure.get("code") or []
     changed = []
     if figure.get("recipe") is not None and _current_recipe(figure) != figure["recipe"]:
         changed.append(f"the {figure['what']} recipe (keras_aerec/experiments/recipes.py)")
     blobs = figure.get("code_blobs")
-    if blobs:
-        return changed + [path for path in code if blobs.get(path) != _blob_sha(path)]
     commit = figure.get("commit")
-    if not commit or not code:
+    if not blobs and (not commit or not code):
         return []
-    try:
-        changed_since = subprocess.run(
-            ["git", "log", "--name-only", "--format=", f"{commit}..HEAD", "--", *code],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-    except (OSError, subprocess.CalledProcessError):
-        return changed + list(code)  # an unknown commit: cannot tell, so say stale
-    return changed + sorted(set(changed_since))
+    for path in code:
+        if blobs:
+            if blobs.get(path) == _blob_sha(path):
+                continue
+            old = _git("cat-file", "-p", blobs[path]) if blobs.get(path) else None
+        else:
+            old = _git("show", f"{commit}:{path}")
+        if not _same_program(old, path):
+            changed.append(path)
+    return changed
 
 
 def _current_recipe(figure: dict):

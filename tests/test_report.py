@@ -48,3 +48,16 @@ def test_save_figures_keeps_the_old_file_when_writing_fails(tmp_path):
         save_figures(path, "Topic", [{"metrics": object()}])  # not JSON-serializable
     assert _read(path)["figures"] == [_figure("jax", 1.0)]
     assert os.listdir(tmp_path) == ["topic.json"]  # no temporary file left behind
+
+
+def test_benchmarks_md_ignores_prose_edits_but_not_code_edits():
+    # A figure goes stale when what its code computes changes, not when a docstring or a
+    # comment does (make_benchmarks_md marked figures stale for docstring-only edits).
+    from benchmarks.make_benchmarks_md import _program
+
+    source = 'def f(x):\n    """Doc."""\n    return x + 1  # one\n'
+    prose = 'def f(x):\n    """Other words,\n    two lines."""\n    # a new comment\n    return x + 1\n'
+    code = 'def f(x):\n    """Doc."""\n    return x + 2  # one\n'
+    assert _program(source) == _program(prose)
+    assert _program(source) != _program(code)
+    assert _program("not python {") == "not python {"

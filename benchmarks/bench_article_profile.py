@@ -28,17 +28,13 @@ import subprocess
 import sys
 import time
 
+from keras_aerec.experiments.report import MODEL_SOURCES
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results", "article_profile.json")
 TABLE = os.path.join(HERE, "results", "article_ml1m_all_seed0", "results.json")
-CODE = {
-    "i-autorec": ["keras_aerec/models/auto_rec.py", "keras_aerec/models/rating_autoencoder.py"],
-    "u-autorec": ["keras_aerec/models/auto_rec.py", "keras_aerec/models/rating_autoencoder.py"],
-    "deeprec": ["keras_aerec/models/deep_rec.py", "keras_aerec/models/rating_autoencoder.py"],
-    "cdae": ["keras_aerec/models/cdae.py"],
-    "multvae": ["keras_aerec/models/mult_vae.py"],
-    "multdae": ["keras_aerec/models/mult_dae.py"],
-}
+MODELS = ("i-autorec", "u-autorec", "deeprec", "cdae", "multvae", "multdae")
+CODE = {name: MODEL_SOURCES[name] for name in MODELS}
 COMMON_CODE = [
     "keras_aerec/experiments/training.py",
     "keras_aerec/experiments/recipes.py",

@@ -24,9 +24,9 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
+
+from child_runs import run_child
 
 from keras_aerec.experiments.report import MODEL_SOURCES
 
@@ -132,18 +132,8 @@ def main():
     figures = []
     for backend in args.backends:
         for name in args.models:
-            done = subprocess.run(
-                [sys.executable, __file__, "--child", name, "--data-dir", args.data_dir]
-                + ["--epochs", str(args.epochs)],
-                capture_output=True,
-                text=True,
-                env={**os.environ, "KERAS_BACKEND": backend},
-            )
-            if done.returncode != 0:
-                raise SystemExit(
-                    f"{name} on {backend} exited {done.returncode}: {done.stderr[-2000:]}"
-                )
-            result = json.loads(done.stdout.strip().splitlines()[-1])
+            arguments = ["--child", name, "--data-dir", args.data_dir, "--epochs", args.epochs]
+            result = run_child(__file__, arguments, backend, name)
             epoch_s = statistics.median(result["epoch_s"])
             validation_s = statistics.median(result["validation_s"] or [0.0])
             epochs_run, table_s = table.get(name, (None, None))

@@ -24,8 +24,8 @@ import argparse
 import json
 import os
 import resource
-import subprocess
-import sys
+
+from child_runs import run_child
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "multvae_memory.json")
 CODE = [
@@ -101,19 +101,9 @@ def main():
     for catalogue in args.catalogues:
         for backend in args.backends:
             load = os.getloadavg()[0]
-            command = [sys.executable, __file__, "--child", catalogue, "--data-dir", args.data_dir]
-            command += ["--users", str(args.users), "--epochs", str(args.epochs)]
-            run = subprocess.run(
-                command,
-                capture_output=True,
-                text=True,
-                env={**os.environ, "KERAS_BACKEND": backend},
-            )
-            if run.returncode != 0:
-                raise SystemExit(
-                    f"{backend} on {catalogue} exited {run.returncode}: {run.stderr[-2000:]}"
-                )
-            result = json.loads(run.stdout.strip().splitlines()[-1])
+            arguments = ["--child", catalogue, "--data-dir", args.data_dir]
+            arguments += ["--users", args.users, "--epochs", args.epochs]
+            result = run_child(__file__, arguments, backend, catalogue)
             users, items = result["shape"]
             peak, base = result["peak_rss_gb"], result["rss_after_import_gb"]
             figures.append(

@@ -39,8 +39,9 @@ class StepByStep(keras.callbacks.Callback):
     that is once the step has finished (in Keras' callback thread when every callback is
     `async_safe`); the begin hook of step `n + in_flight` waits for it. With four steps in
     flight the next ones are dispatched while the current one computes: Mult-VAE epochs on
-    ML-1M (batch 500) took 0.73 s with the bound and 0.755 s without (medians of 12 epochs,
-    alternating runs, load ~1), while the 17,000-item peak stayed at 1.15-1.21 GB.
+    ML-1M (batch 500), with / without the bound, were 0.97x, 1.09x and 0.95x in three
+    alternating runs at load ~1 (benchmarks/bench_step_bound.py): within run-to-run noise,
+    while the 17,000-item peak stayed at 1.15-1.21 GB.
 
     Args:
         in_flight: the most steps dispatched and not yet finished.

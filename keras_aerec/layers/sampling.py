@@ -119,11 +119,10 @@ class Sampling(keras.layers.Layer):
         mean, log_var = inputs[0], inputs[1]
         if not training:
             return mean
-        if len(inputs) > 2:
-            kl = _masked_mean(gaussian_kl(mean, log_var), inputs[2])
-        else:
-            kl = ops.mean(gaussian_kl(mean, log_var))
-        self.add_loss(ops.cast(self.kl_weight(), kl.dtype) * kl)
+        # The KL term is a loss: float32 under a mixed precision policy, as Keras' losses.
+        kl = gaussian_kl(ops.cast(mean, "float32"), ops.cast(log_var, "float32"))
+        kl = _masked_mean(kl, inputs[2]) if len(inputs) > 2 else ops.mean(kl)
+        self.add_loss(self.kl_weight() * kl)
         self.anneal_step.assign(self.anneal_step + 1.0)
         noise = keras.random.normal(ops.shape(mean), dtype=mean.dtype, seed=self.seed_generator)
         return mean + ops.exp(0.5 * log_var) * noise

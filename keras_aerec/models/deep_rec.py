@@ -255,11 +255,12 @@ class DeepRec(RatingAutoencoder):
             extra = self.l2 * sum(ops.sum(ops.square(kernel)) for kernel in kernels)
         if training and self.refeeds:
             side = x[:, self.num_inputs :] if self.side_information_size else None
-            output = ops.convert_to_tensor(y_pred)
+            # float32 under a mixed precision policy, as Keras computes its losses.
+            output = ops.cast(y_pred, "float32")
             for _ in range(self.refeeds):
                 target = ops.stop_gradient(output)
                 refed = target if side is None else ops.concatenate([target, side], axis=-1)
-                output = self(refed, training=True)
+                output = ops.cast(self(refed, training=True), "float32")
                 extra = extra + ops.mean(ops.square(output - target))
         for layer_loss in self.losses:
             extra = extra + ops.sum(layer_loss)

@@ -446,6 +446,8 @@ class ReconstructionObjective:
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         target = self._reconstruction_target(x) if y is None else y
+        # In float32 under a mixed precision policy, as Keras computes its losses.
+        y_pred = keras.ops.cast(y_pred, "float32")
         per_user = self.per_user_loss(target, y_pred, training=training)
         loss = _PER_USER_MEAN(per_user, per_user, sample_weight)
         if self._compile_loss is not None or self.losses:

@@ -245,7 +245,9 @@ class SVAE(TopNRecommender, keras.Model):
                 f"The targets should hold next_k={self.next_k} items per position. "
                 f"Received: targets with shape {tuple(y.shape)}"
             )
-        loss = next_k_nll(y, y_pred, sample_weight, reduction=self.likelihood_reduction)
+        # In float32 under a mixed precision policy, as Keras computes its losses.
+        logits = ops.cast(y_pred, "float32")
+        loss = next_k_nll(y, logits, sample_weight, reduction=self.likelihood_reduction)
         if self._compile_loss is not None or self.losses:
             loss = loss + super().compute_loss(
                 x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training

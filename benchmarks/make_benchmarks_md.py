@@ -191,6 +191,12 @@ def _published(figure: dict, names: list[str]) -> str:
     return text
 
 
+def _policy(figure) -> str:
+    """`, mixed_bfloat16` for a figure made under a mixed precision dtype policy."""
+    policy = figure.get("dtype_policy", "float32")
+    return "" if policy == "float32" else f", {policy}"
+
+
 def _epochs(values) -> str:
     if not values:
         return ""
@@ -220,7 +226,7 @@ def render_section(name: str, figures: list[dict]) -> list[str]:
         cells.append(_published(figure, names))
         cells.append(
             f"{figure.get('date', '?')}, `{figure.get('commit') or '?'}`, "
-            f"{figure.get('backend', '?')}, load {figure.get('load') or '?'}"
+            f"{figure.get('backend', '?')}{_policy(figure)}, load {figure.get('load') or '?'}"
         )
         lines.append("| " + " | ".join(cells) + " |")
         command = figure.get("command")

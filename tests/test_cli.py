@@ -330,3 +330,20 @@ def test_recommend_real_movielens_titles(data_dir, tmp_path):
         item_id = int(row.split()[1])
         assert item_id not in rated
         assert titles[item_id] in row
+
+
+def test_benchmark_dtype_policy_is_applied_and_recorded(tmp_path):
+    import keras
+
+    output = tmp_path / "report"
+    arguments = ["benchmark", "--dataset", "synthetic", "--models", "multdae", "--epochs", "1"]
+    arguments += ["--output-dir", str(output), "--quiet"]
+    with pytest.raises(SystemExit):
+        main([*arguments, "--dtype-policy", "bfloat16"])
+    try:
+        assert main([*arguments, "--dtype-policy", "mixed_bfloat16"]) == 0
+        assert keras.config.dtype_policy().name == "mixed_bfloat16"
+    finally:
+        keras.config.set_dtype_policy("float32")
+    figure = json.loads((output / "results.json").read_text())["figures"][0]
+    assert figure["dtype_policy"] == "mixed_bfloat16"

@@ -172,6 +172,18 @@ def test_a_stored_result_of_older_code_is_retrained(data, tmp_path, caplog, monk
     assert "not retrained" not in caplog.text
 
 
+def test_a_stored_result_of_another_dtype_policy_is_retrained(data, tmp_path, caplog):
+    run_benchmark(data, protocol="article", models=["ease"], resume_dir=tmp_path)
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        with caplog.at_level(logging.INFO, logger="keras_aerec"):
+            run_benchmark(data, protocol="article", models=["ease"], resume_dir=tmp_path)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert "made with other settings or code; retraining" in caplog.text
+    assert "not retrained" not in caplog.text
+
+
 def test_seeds_are_checked(data):
     with pytest.raises(ValueError, match="`seeds` should be non-negative integers"):
         run_benchmark(data, protocol="article", models=["ease"], seeds=[0, -1])

@@ -146,6 +146,28 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+def add_dtype_policy_argument(parser: argparse.ArgumentParser) -> None:
+    """`--dtype-policy`: Keras' global dtype policy for the models the command builds."""
+    parser.add_argument(
+        "--dtype-policy",
+        choices=DTYPE_POLICIES,
+        default="float32",
+        help="Keras dtype policy of the models: mixed_bfloat16 computes in bfloat16 with "
+        "float32 weights and losses (about 2x the matmul speed on CPUs with AVX512-BF16, "
+        "on TensorFlow and torch), mixed_float16 for GPUs (default: float32)",
+    )
+
+
+def apply_dtype_policy(args) -> None:
+    """Sets Keras' global dtype policy from `--dtype-policy` (before any model is built)."""
+    import keras
+
+    keras.config.set_dtype_policy(args.dtype_policy)
+
+
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
     """The positional MODEL argument, one of the benchmark recipes' names."""
     parser.add_argument("model", choices=MODEL_NAMES, metavar="MODEL", help=", ".join(MODEL_NAMES))

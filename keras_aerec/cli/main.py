@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="override every model's epoch budget (default: each recipe's)",
     )
+    common.add_dtype_policy_argument(bench)
     _add_report_arguments(bench, "DATASET-PROTOCOL")
     common.add_common(bench)
 
@@ -123,6 +124,7 @@ def _run_benchmark(args) -> None:
     from keras_aerec.experiments.report import ARTICLE, write_report
 
     common.resolve_data_arguments(args)
+    common.apply_dtype_policy(args)
     source = common.data_source(args)
     spec = protocol_for(args.protocol, source)
     models = _benchmark_models(args.models, spec, source)

@@ -46,6 +46,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     from keras_aerec.cli.common import (
         add_common,
         add_data_arguments,
+        add_dtype_policy_argument,
         add_model_argument,
         add_protocol_argument,
         add_seed_argument,
@@ -74,6 +75,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--batch-size", type=positive_int, default=None, help="default: the recipe's"
     )
     add_seed_argument(parser)
+    add_dtype_policy_argument(parser)
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -117,6 +119,7 @@ def run(args) -> None:
     from keras_aerec.cli import _saved_run as saved
     from keras_aerec.cli.common import (
         CommandError,
+        apply_dtype_policy,
         data_source,
         logger,
         resolve_data_arguments,
@@ -130,6 +133,7 @@ def run(args) -> None:
     if not args.output.endswith(".keras"):
         raise ValueError(f"`--output` should be a path ending in .keras. Received: {args.output!r}")
     resolve_data_arguments(args)
+    apply_dtype_policy(args)
     writable_directory(os.path.dirname(os.path.abspath(args.output)))
     for leftover in saved.remove_leftovers(args.output):
         logger.info("removed %s, left by an interrupted train", leftover)

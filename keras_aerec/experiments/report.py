@@ -154,7 +154,8 @@ def figures(results, provenance: dict, dataset: str, command: str) -> list[dict]
 
     Args:
         results: `ModelResult`s (several seeds of a model make one figure).
-        provenance: `{"commit", "date", "machine", "backend"}` (see `provenance()`).
+        provenance: `{"commit", "date", "machine", "backend", "dtype_policy"}` (see
+            `provenance()`).
         dataset: the dataset's name as the CLI takes it (`1m`).
         command: the command line that made the results.
     """
@@ -180,6 +181,7 @@ def figures(results, provenance: dict, dataset: str, command: str) -> list[dict]
                 "machine": provenance["machine"],
                 "load": round(sum(loads) / len(loads), 2) if loads else None,
                 "backend": provenance["backend"],
+                "dtype_policy": provenance.get("dtype_policy", "float32"),
                 "dataset": dataset,
                 "protocol": first.protocol,
                 "seeds": [result.seed for result in group],
@@ -237,6 +239,7 @@ def provenance() -> dict:
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
         "backend": keras.backend.backend(),
+        "dtype_policy": keras.config.dtype_policy().name,
     }
 
 

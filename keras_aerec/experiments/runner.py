@@ -383,7 +383,7 @@ def _check_seed(value) -> int:
 def _run_key(recipe: Recipe, spec: Protocol, data, seed: int, epochs, quick) -> dict:
     """What identifies one model and seed's run: a stored result is reused only if equal.
 
-    The backend and the blob ids of the model's and the runner's source files are part of
+    The backend, the dtype policy and the blob ids of the model's and the runner's source files are part of
     it, so a rerun after a code change (or under another backend) retrains instead of
     reporting figures of code that no longer exists.
     """
@@ -398,6 +398,7 @@ def _run_key(recipe: Recipe, spec: Protocol, data, seed: int, epochs, quick) -> 
         "quick": quick,
         "recipe": recipe.fingerprint(quick),
         "backend": keras.backend.backend(),
+        "dtype_policy": keras.config.dtype_policy().name,
         "code": source_blobs(recipe.name),
     }
 

@@ -16,6 +16,9 @@ generalization, 600/600 held-out users, seed 0):
   timed in turn, `--repeats` rounds, medians. The saving per epoch is at most the
   difference times the steps.
 
+The same model is also trained under Keras' `mixed_bfloat16` policy, and the epoch's
+matrix products are timed alone (`matmul_floor_s`): the arithmetic floor of an epoch.
+
 Usage:
     nice -n 5 python benchmarks/bench_multvae_speed.py [--data-dir ../shared/data]
 """
@@ -24,11 +27,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 
 import numpy as np
+from child_runs import run_child
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "multvae_speed.json")
 CODE = ["keras_aerec/models/mult_vae.py", "keras_aerec/data/batching.py"]
@@ -44,8 +46,10 @@ def load_train(data_dir):
     return split.train
 
 
-def epoch_times(train, epochs):
+def epoch_times(train, epochs, dtype_policy="float32"):
     import keras
+
+    keras.config.set_dtype_policy(dtype_policy)
 
     from keras_aerec.data.batching import RowBatches
     from keras_aerec.models.mult_vae import MultVAE
@@ -62,7 +66,39 @@ def epoch_times(train, epochs):
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     batches = RowBatches(train, batch_size=BATCH, seed=0)
     model.fit(batches, epochs=epochs, verbose=0, callbacks=[Timer()])
-    return times[1:]
+    keras.config.set_dtype_policy("float32")
+    return times[1:], [
+        tuple(layer.kernel.shape) for layer in model.layers if hasattr(layer, "kernel")
+    ]
+
+
+def matmul_floor_s(kernel_shapes, steps, repeats, dtype):
+    """An epoch's matrix products alone: per step, each dense layer's forward product and
+    its two gradient products (none for the input, which has no gradient), timed with
+    `keras.ops.matmul` in `dtype` (what the layers compute in), medians, times `steps`."""
+    import keras
+
+    rng = np.random.default_rng(0)
+
+    def tensor(*shape):
+        return keras.ops.convert_to_tensor(rng.normal(size=shape).astype("float32"), dtype=dtype)
+
+    products = []
+    for i, (fan_in, fan_out) in enumerate(kernel_shapes):
+        products.append((tensor(BATCH, fan_in), tensor(fan_in, fan_out)))  # forward
+        products.append((tensor(fan_in, BATCH), tensor(BATCH, fan_out)))  # kernel gradient
+        if i > 0:
+            products.append((tensor(BATCH, fan_out), tensor(fan_out, fan_in)))  # input gradient
+    total = 0.0
+    for a, b in products:
+        keras.ops.convert_to_numpy(keras.ops.matmul(a, b))  # compiles / warms up
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            keras.ops.convert_to_numpy(keras.ops.matmul(a, b)[0, 0])
+            times.append(time.perf_counter() - start)
+        total += statistics.median(times)
+    return total * steps
 
 
 def first_layer_functions(backend, num_items):
@@ -175,7 +211,9 @@ def child(data_dir, epochs, repeats):
     train = load_train(data_dir)
     backend = keras.backend.backend()
     load = os.getloadavg()[0]
-    times = epoch_times(train, epochs)
+    steps = -(-train.shape[0] // BATCH)
+    times, kernel_shapes = epoch_times(train, epochs)
+    bf16_times, _ = epoch_times(train, epochs, "mixed_bfloat16")
     milliseconds, nnz, bucket = first_layer_ms(backend, train, repeats)
     print(
         json.dumps(
@@ -183,13 +221,21 @@ def child(data_dir, epochs, repeats):
                 "backend": backend,
                 "load": load,
                 "epoch_s": times,
-                "steps": -(-train.shape[0] // BATCH),
+                "epoch_bf16_s": bf16_times,
+                "floor_s": matmul_floor_s(kernel_shapes, steps, repeats, "float32"),
+                "floor_bf16_s": matmul_floor_s(kernel_shapes, steps, repeats, "bfloat16"),
+                "steps": steps,
                 "first_layer_ms": milliseconds,
                 "nnz": nnz,
                 "bucket": bucket,
             }
         )
     )
+
+
+def median_sd(values):
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": round(statistics.median(values), 3), "sd": round(sd, 3)}
 
 
 def main():
@@ -208,16 +254,9 @@ def main():
     run_info = provenance()
     figures = []
     for backend in args.backends:
-        done = subprocess.run(
-            [sys.executable, __file__, "--child", "--data-dir", args.data_dir]
-            + ["--epochs", str(args.epochs), "--repeats", str(args.repeats)],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "KERAS_BACKEND": backend},
-        )
-        if done.returncode != 0:
-            raise SystemExit(f"{backend} child exited {done.returncode}: {done.stderr[-2000:]}")
-        result = json.loads(done.stdout.strip().splitlines()[-1])
+        arguments = ["--child", "--data-dir", args.data_dir, "--epochs", args.epochs]
+        arguments += ["--repeats", args.repeats]
+        result = run_child(__file__, arguments, backend, "Mult-VAE speed")
         layer_ms = result["first_layer_ms"]
         best = min(layer_ms, key=layer_ms.get)
         saving = (layer_ms["dense"] - layer_ms[best]) * result["steps"] / 1e3
@@ -234,11 +273,12 @@ def main():
                 "protocol": "strong_generalization",
                 "seeds": [0],
                 "metrics": {
-                    "epoch_s": {
-                        "mean": round(statistics.median(result["epoch_s"]), 3),
-                        "sd": round(statistics.stdev(result["epoch_s"]), 3)
-                        if len(result["epoch_s"]) > 1
-                        else 0.0,
+                    "epoch_s": median_sd(result["epoch_s"]),
+                    "epoch_mixed_bfloat16_s": median_sd(result["epoch_bf16_s"]),
+                    "matmul_floor_s": {"mean": round(result["floor_s"], 3), "sd": 0.0},
+                    "matmul_floor_bfloat16_s": {
+                        "mean": round(result["floor_bf16_s"], 3),
+                        "sd": 0.0,
                     },
                     **{
                         f"first_layer_{name}_ms": {"mean": round(value, 2), "sd": 0.0}
@@ -247,7 +287,9 @@ def main():
                     "epoch_saving_bound_s": {"mean": round(saving, 3), "sd": 0.0},
                 },
                 "published": {"value": None, "source": None},
-                "notes": f"epochs 2-{args.epochs} median; first layer: one batch, "
+                "notes": f"epochs 2-{args.epochs} median (float32, then a new model under "
+                "Keras' mixed_bfloat16 policy); matmul floor: the epoch's matrix products "
+                "alone (forward and gradients, `keras.ops.matmul`); first layer: one batch, "
                 f"{result['nnz']:,} nonzeros padded to {result['bucket']:,}, median of "
                 f"{args.repeats} in turn; saving bound = (dense - fastest) x {result['steps']} steps",
             }

@@ -99,3 +99,22 @@ def test_mixed_precision_trains_with_the_float32_losses(name, policy):
         assert np.all(np.isfinite(losses)), (dtype_policy, losses)
         # Loss-scaled float16 may skip its first updates: training drifts a little further.
         np.testing.assert_allclose(losses, reference_losses, rtol=0.15)
+
+
+def test_a_dtype_given_to_a_model_reaches_its_layers_and_survives_saving(tmp_path):
+    # A functional keras.Model alone would keep its layers at the global policy.
+    model = MultVAE(NUM_ITEMS, (8,), 4, seed=0, dtype="mixed_bfloat16")
+    assert keras.config.dtype_policy().name == "float32"
+    policies = {layer.name: layer.dtype_policy.name for layer in model.layers}
+    assert policies["encoder_0"] == policies["logits"] == policies["sampling"] == "mixed_bfloat16"
+    assert policies["l2_normalization"] == "float32"  # kept float32 on purpose
+    model.compile(optimizer="adam")
+    model.fit(implicit_rows(), batch_size=8, epochs=1, verbose=0)
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert {layer.name: layer.dtype_policy.name for layer in reloaded.layers} == policies
+    np.testing.assert_allclose(
+        reloaded.score(implicit_rows()[:4]), model.score(implicit_rows()[:4]), rtol=1e-6
+    )
+    with pytest.raises(ValueError, match="mixed_bfloat"):
+        MultVAE(NUM_ITEMS, dtype="mixed_bfloat")

@@ -61,6 +61,10 @@ class MultDAE(TopNRecommender, ReconstructionObjective, keras.Model):
         Filtering", WWW 2018.
     """
 
+    # float32 whatever the dtype policy: its 1e-12 floor is 0 in float16, and an empty row
+    # would become 0 / 0 = NaN.
+    _float32_layers = ("l2_normalization",)
+
     def __init__(
         self,
         num_items,
@@ -81,8 +85,6 @@ class MultDAE(TopNRecommender, ReconstructionObjective, keras.Model):
         regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
 
         # === Layers ===
-        # float32 whatever the dtype policy: its 1e-12 floor is 0 in float16, and an empty
-        # row would become 0 / 0 = NaN.
         normalization = keras.layers.UnitNormalization(name="l2_normalization", dtype="float32")
         input_dropout = keras.layers.Dropout(dropout, seed=seed, name="input_dropout")
         encoder_layers = [

@@ -69,6 +69,10 @@ class MultVAE(TopNRecommender, ReconstructionObjective, keras.Model):
         Filtering", WWW 2018.
     """
 
+    # float32 whatever the dtype policy: its 1e-12 floor is 0 in float16, and an empty row
+    # would become 0 / 0 = NaN.
+    _float32_layers = ("l2_normalization",)
+
     def __init__(
         self,
         num_items,
@@ -91,8 +95,6 @@ class MultVAE(TopNRecommender, ReconstructionObjective, keras.Model):
         regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
 
         # === Layers ===
-        # float32 whatever the dtype policy: its 1e-12 floor is 0 in float16, and an empty
-        # row would become 0 / 0 = NaN.
         normalization = keras.layers.UnitNormalization(name="l2_normalization", dtype="float32")
         input_dropout = keras.layers.Dropout(dropout, seed=seed, name="input_dropout")
         encoder_layers = [

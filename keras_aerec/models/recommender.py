@@ -96,7 +96,25 @@ class MatrixInputs:
     It also refuses to score with untrained weights: `_check_trained(method)` raises
     unless the model was fitted (optimizer updates > 0) or its weights were loaded
     (`keras.saving.load_model`, `load_weights`) or given (`model.set_weights`).
+
+    A `dtype` given to the model (a dtype policy such as `"mixed_bfloat16"`) applies to
+    its layers, which otherwise follow Keras' global policy (a functional `keras.Model`
+    would silently keep them at the global one), except the layers named in
+    `_float32_layers`, which compute in float32 whatever the policy.
     """
+
+    _float32_layers = ()
+
+    def __init__(self, *args, dtype=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if dtype is not None:
+            policy = keras.dtype_policies.get(dtype)
+            self.dtype_policy = policy
+            for layer in self._flatten_layers(include_self=False):
+                if not isinstance(layer, keras.layers.InputLayer) and (
+                    layer.name not in self._float32_layers
+                ):
+                    layer.dtype_policy = policy
 
     def fit(
         self,

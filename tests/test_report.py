@@ -56,7 +56,9 @@ def test_benchmarks_md_ignores_prose_edits_but_not_code_edits():
     from benchmarks.make_benchmarks_md import _program
 
     source = 'def f(x):\n    """Doc."""\n    return x + 1  # one\n'
-    prose = 'def f(x):\n    """Other words,\n    two lines."""\n    # a new comment\n    return x + 1\n'
+    prose = (
+        'def f(x):\n    """Other words,\n    two lines."""\n    # a new comment\n    return x + 1\n'
+    )
     code = 'def f(x):\n    """Doc."""\n    return x + 2  # one\n'
     assert _program(source) == _program(prose)
     assert _program(source) != _program(code)

@@ -17,8 +17,10 @@ Usage:
 import argparse
 import ast
 import dataclasses
+import fcntl
 import logging
 import os
+import tempfile
 
 import numpy as np
 
@@ -113,12 +115,16 @@ def main():
         "notes": f"hyperparameters {result.hyperparameters}, batch {recipe.batch_size}, "
         f"patience {recipe.patience}; chosen on validation, test only recorded",
     }
-    save_figures(
-        RESULTS,
-        "Mult-VAE settings under Liang's protocol (ML-1M)",
-        [figure],
-        replaces=lambda old: old["what"] == figure["what"] and old["seeds"] == figure["seeds"],
-    )
+    # Screens run one process per seed side by side: the lock keeps two finishing at
+    # once from each reading the file before the other's figure is in it.
+    with open(os.path.join(tempfile.gettempdir(), "multvae_liang.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        save_figures(
+            RESULTS,
+            "Mult-VAE settings under Liang's protocol (ML-1M)",
+            [figure],
+            replaces=lambda old: old["what"] == figure["what"] and old["seeds"] == figure["seeds"],
+        )
     curve = " ".join(f"{value:.4f}" for value in validation[9::10])
     print(
         f"{args.label}: val {validation[best]:.4f} at epoch {best + 1} (beta {beta:.3f}), "

@@ -89,13 +89,17 @@ def matmul_floor_s(kernel_shapes, steps, repeats, dtype):
         products.append((tensor(fan_in, BATCH), tensor(BATCH, fan_out)))  # kernel gradient
         if i > 0:
             products.append((tensor(BATCH, fan_out), tensor(fan_out, fan_in)))  # input gradient
+
+    def first_entry(a, b):  # waits for the product; numpy has no bfloat16
+        return keras.ops.convert_to_numpy(keras.ops.cast(keras.ops.matmul(a, b)[0, 0], "float32"))
+
     total = 0.0
     for a, b in products:
-        keras.ops.convert_to_numpy(keras.ops.matmul(a, b))  # compiles / warms up
+        first_entry(a, b)  # compiles / warms up
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            keras.ops.convert_to_numpy(keras.ops.matmul(a, b)[0, 0])
+            first_entry(a, b)
             times.append(time.perf_counter() - start)
         total += statistics.median(times)
     return total * steps

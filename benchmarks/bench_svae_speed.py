@@ -124,7 +124,7 @@ def summary_figure(before_dir, after_dir, run_info):
     return {
         "section": "SVAE speed",
         "what": "SVAE in the article table (ML-1M, seed 0): wall time and test NDCG@100, "
-        "before / after the batching and loss changes",
+        f"before / after the batching and loss changes ({os.path.basename(after_dir)})",
         "command": f"python benchmarks/bench_svae_speed.py --summarise {before_dir} {after_dir}",
         "code": CODE,
         **run_info,

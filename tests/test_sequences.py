@@ -146,6 +146,21 @@ def test_sequence_batches_lengths_shuffling_and_bucketing():
     assert padded_cells < 0.8 * random_cells
 
 
+def test_lengths_near_max_len_are_padded_to_it():
+    # max_len 10, multiples of 4: 8 is within 4 of 10, so such batches take 10; the
+    # shapes are then 4 and 10, at most ceil(max_len / length_multiple).
+    sequences = [np.arange(n) for n in (3, 4, 6, 8, 12)]
+    batches = SequenceBatches(sequences, batch_size=1, max_len=10, length_multiple=4, shuffle=False)
+    by_sequence = {
+        int(batches.batch_rows(i)[0]): padded.shape[1]
+        for i, (padded, _) in enumerate(_epoch(batches))
+    }
+    assert by_sequence == {0: 4, 1: 4, 2: 10, 3: 10, 4: 10}
+    # A multiple further from max_len is kept.
+    batches = SequenceBatches([np.arange(5)], batch_size=1, max_len=16, length_multiple=4)
+    assert batches[0][0].shape[1] == 8
+
+
 def test_first_two_batches_differ_in_length_for_tensorflow_signature():
     # Every batch reaches max_len: batch 0 gets extra padding, which changes no target.
     sequences = [np.arange(10) for _ in range(6)]

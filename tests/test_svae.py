@@ -94,6 +94,24 @@ def test_next_k_nll_by_hand_and_ignores_positions_without_targets():
 
 
 @pytest.mark.backend
+def test_next_k_nll_matches_log_softmax_and_is_stable_for_large_logits():
+    # The loss picks the targets' logits and subtracts one logsumexp per position: the
+    # same value as picking log-softmax entries, finite even for logits in the 1e4s.
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, NUM_ITEMS + 1, size=(3, 5, 2)).astype("int32")
+    for scale in (1.0, 1e4):
+        logits = (rng.normal(size=(3, 5, NUM_ITEMS)) * scale).astype("float32")
+        shifted = logits - logits.max(axis=-1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+        picked = np.take_along_axis(log_probs, np.maximum(targets - 1, 0), axis=-1)
+        per_position = -(picked * (targets > 0)).sum(axis=-1)
+        weight = (targets.max(axis=-1) > 0).astype("float32")
+        expected = (per_position * weight).sum() / weight.sum()
+        loss = float(ops.convert_to_numpy(next_k_nll(targets, logits)))
+        np.testing.assert_allclose(loss, expected, rtol=1e-5)
+
+
+@pytest.mark.backend
 def test_padding_does_not_change_the_loss():
     model = small_model()
     sequences = [[0, 1, 2, 3], [4, 5], [6]]

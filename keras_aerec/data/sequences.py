@@ -218,8 +218,9 @@ class SequenceBatches(keras.utils.PyDataset):
     the batch order is then shuffled.
 
     Each batch is padded to its longest (truncated) sequence rounded up to a multiple of
-    `length_multiple` (at most `max_len`), which bounds the number of distinct batch
-    shapes (JAX compiles each shape once; TensorFlow traces a variable time axis once;
+    `length_multiple`, or to `max_len` when that multiple is within `length_multiple` of
+    it or beyond, which bounds the number of distinct batch shapes to
+    `ceil(max_len / length_multiple)` (JAX compiles each shape once; TensorFlow traces a variable time axis once;
     when batches 0 and 1 would have the same length, batch 0 gets `length_multiple`
     extra padded steps so that TensorFlow, which infers the signature from them, sees
     the variable axis). `length_multiple=None` pads every batch to `max_len`: a single
@@ -343,7 +344,10 @@ class SequenceBatches(keras.utils.PyDataset):
         if self.length_multiple is None:
             return self.max_len
         longest = max(int(self.lengths[rows].max()), 1)
-        return min(self.max_len, self.length_multiple * math.ceil(longest / self.length_multiple))
+        length = self.length_multiple * math.ceil(longest / self.length_multiple)
+        # The last multiple below `max_len`, within `length_multiple` of it, joins the
+        # `max_len` batches: e.g. 192 with 200 and 32, one shape (compilation) fewer.
+        return self.max_len if length > self.max_len - self.length_multiple else length
 
     def __getitem__(self, index):
         rows, length = self._batch(index)

@@ -54,11 +54,15 @@ def next_k_nll(targets, logits, sample_weight=None, reduction="mean"):
             f"reduction={reduction!r}"
         )
     targets = ops.cast(targets, "int32")
-    log_probs = ops.log_softmax(logits, axis=-1)
-    picked = ops.take_along_axis(log_probs, ops.maximum(targets - 1, 0), axis=-1)
-    present = ops.cast(ops.greater(targets, 0), log_probs.dtype)
-    per_position = -ops.sum(picked * present, axis=-1)
-    weight = ops.cast(ops.greater(ops.max(targets, axis=-1), 0), log_probs.dtype)
+    # log softmax(x)_i = x_i - logsumexp(x): picking the targets' logits and subtracting
+    # one logsumexp per position never forms the (batch, length, num_items) log
+    # probabilities, a pass over the largest tensor of the step each way; on the ML-1M
+    # article split, CPU seconds per JAX epoch 29.6 -> 26.3 (benchmarks/bench_svae_speed.py).
+    present = ops.cast(ops.greater(targets, 0), logits.dtype)
+    picked = ops.take_along_axis(logits, ops.maximum(targets - 1, 0), axis=-1)
+    log_normaliser = ops.logsumexp(logits, axis=-1)
+    per_position = ops.sum(present, axis=-1) * log_normaliser - ops.sum(picked * present, axis=-1)
+    weight = ops.cast(ops.greater(ops.max(targets, axis=-1), 0), logits.dtype)
     if reduction == "sum":
         per_position = ops.sum(per_position * weight, axis=-1) / targets.shape[-1]
         weight = ops.max(weight, axis=-1)

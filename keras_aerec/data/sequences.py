@@ -220,8 +220,8 @@ class SequenceBatches(keras.utils.PyDataset):
     Each batch is padded to its longest (truncated) sequence rounded up to a multiple of
     `length_multiple`, or to `max_len` when that multiple is within `length_multiple` of
     it or beyond, which bounds the number of distinct batch shapes to
-    `ceil(max_len / length_multiple)` (JAX compiles each shape once; TensorFlow traces a variable time axis once;
-    when batches 0 and 1 would have the same length, batch 0 gets `length_multiple`
+    `ceil(max_len / length_multiple)` (JAX compiles each shape once; TensorFlow traces a
+    variable time axis once; when batches 0 and 1 would have the same length, batch 0 gets `length_multiple`
     extra padded steps so that TensorFlow, which infers the signature from them, sees
     the variable axis). `length_multiple=None` pads every batch to `max_len`: a single
     shape.

@@ -9,6 +9,12 @@ __version__ = "0.1.0"
 
 logging.getLogger("keras_aerec").addHandler(logging.NullHandler())
 
+# Before any backend is imported, so that its threads share the arena that keeps freed
+# memory (keras_aerec/allocator.py: training epochs up to 1.4x faster on TF and torch).
+from keras_aerec import allocator  # noqa: E402
+
+allocator.apply_configured()
+
 __all__ = ["__version__", "data", "evaluation", "layers", "losses", "metrics", "models"]
 
 

@@ -1,0 +1,77 @@
+"""keras_aerec.allocator: freed memory kept for reuse, and the way to turn it off."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from keras_aerec import allocator
+
+glibc_only = pytest.mark.skipif(allocator._glibc() is None, reason="needs glibc's mallopt")
+
+# In a fresh process: import keras_aerec (its allocator setting, no backend), then malloc,
+# touch and free four 16 MB buffers 20 times, as a backend's training step does with its
+# tensors, counting the minor page faults. glibc's default returns the 64 MB at the top of
+# its heap each time (its trim threshold follows the largest block freed: 2 x 16 MB).
+# (Through libc: numpy asks for huge pages.)
+_FAULTS = """
+import ctypes, json, resource, keras_aerec
+from keras_aerec import allocator
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = (ctypes.c_void_p,)
+size = 16 * 1024 * 1024
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    buffers = [libc.malloc(size) for _ in range(4)]
+    for buffer in buffers:
+        ctypes.memset(buffer, 1, size)
+    for buffer in buffers:
+        libc.free(buffer)
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+print(json.dumps({"kept": allocator.is_kept(), "faults": faults}))
+"""
+
+
+def _faults(mode):
+    env = {**os.environ, "KERAS_AEREC_DEFER_IMPORTS": "1"}
+    env.pop(allocator.ENVIRONMENT_VARIABLE, None)
+    if mode is not None:
+        env[allocator.ENVIRONMENT_VARIABLE] = mode
+    done = subprocess.run(
+        [sys.executable, "-c", _FAULTS], capture_output=True, text=True, env=env, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
+@glibc_only
+def test_import_keeps_freed_memory_and_steps_stop_faulting():
+    kept, _ = _faults(None)
+    system, _ = _faults("system")
+    assert kept["kept"] is True and system["kept"] is False
+    # 64 MB is ~16,000 pages: the system faults them in every time; kept, the first time only.
+    assert system["faults"] > 10 * 16_000
+    assert kept["faults"] < 2 * 16_000
+
+
+@glibc_only
+def test_unknown_mode_warns_and_leaves_the_allocator():
+    result, stderr = _faults("fast")
+    assert result["kept"] is False
+    assert "`KERAS_AEREC_MALLOC` should be one of ('keep', 'system')" in stderr
+    assert "KERAS_AEREC_MALLOC='fast'" in stderr
+
+
+@pytest.mark.parametrize("value", [-1, 2**31, 1.5, True, "256"])
+def test_trim_threshold_is_checked(value):
+    with pytest.raises(ValueError, match="`trim_threshold` should be"):
+        allocator.keep_freed_memory(trim_threshold=value)
+
+
+def test_without_glibc_nothing_is_applied(monkeypatch):
+    monkeypatch.setattr(allocator, "_glibc", lambda: None)
+    monkeypatch.setattr(allocator, "_applied", {})
+    assert allocator.keep_freed_memory() is False
+    assert allocator.is_kept() is False

@@ -10,14 +10,15 @@ import subprocess
 import sys
 
 
-def run_child(script: str, arguments: list, backend: str, label: str) -> dict:
-    """Runs `python script ARGUMENTS` with `KERAS_BACKEND=backend`; its last stdout line
-    parsed as JSON. A failing child ends the benchmark with its stderr's tail."""
+def run_child(script: str, arguments: list, backend: str, label: str, env=None) -> dict:
+    """Runs `python script ARGUMENTS` with `KERAS_BACKEND=backend` (and the variables in
+    `env`); its last stdout line parsed as JSON. A failing child ends the benchmark with
+    its stderr's tail."""
     done = subprocess.run(
         [sys.executable, script, *map(str, arguments)],
         capture_output=True,
         text=True,
-        env={**os.environ, "KERAS_BACKEND": backend},
+        env={**os.environ, **(env or {}), "KERAS_BACKEND": backend},
     )
     if done.returncode != 0:
         raise SystemExit(f"{label} on {backend} exited {done.returncode}: {done.stderr[-2000:]}")

@@ -194,7 +194,11 @@ def _published(figure: dict, names: list[str]) -> str:
 def _policy(figure) -> str:
     """`, mixed_bfloat16` for a figure made under a mixed precision dtype policy."""
     policy = figure.get("dtype_policy", "float32")
-    return "" if policy == "float32" else f", {policy}"
+    text = "" if policy == "float32" else f", {policy}"
+    # Figures from before keras_aerec.allocator carry no key (glibc's default allocator).
+    if figure.get("allocator") == "system":
+        text += ", glibc default malloc"
+    return text
 
 
 def _epochs(values) -> str:

@@ -154,7 +154,8 @@ def figures(results, provenance: dict, dataset: str, command: str) -> list[dict]
 
     Args:
         results: `ModelResult`s (several seeds of a model make one figure).
-        provenance: `{"commit", "date", "machine", "backend", "dtype_policy"}` (see
+        provenance: `{"commit", "date", "machine", "backend", "dtype_policy",
+            "allocator"}` (see
             `provenance()`).
         dataset: the dataset's name as the CLI takes it (`1m`).
         command: the command line that made the results.
@@ -182,6 +183,7 @@ def figures(results, provenance: dict, dataset: str, command: str) -> list[dict]
                 "load": round(sum(loads) / len(loads), 2) if loads else None,
                 "backend": provenance["backend"],
                 "dtype_policy": provenance.get("dtype_policy", "float32"),
+                "allocator": provenance.get("allocator", "system"),
                 "dataset": dataset,
                 "protocol": first.protocol,
                 "seeds": [result.seed for result in group],
@@ -240,7 +242,16 @@ def provenance() -> dict:
         "machine": machine(),
         "backend": keras.backend.backend(),
         "dtype_policy": keras.config.dtype_policy().name,
+        "allocator": allocator_mode(),
     }
+
+
+def allocator_mode() -> str:
+    """`"keep"` when `keras_aerec.allocator` keeps freed memory in this process, else
+    `"system"` (glibc's default, or no glibc)."""
+    from keras_aerec import allocator
+
+    return "keep" if allocator.is_kept() else "system"
 
 
 def machine() -> str:

@@ -84,8 +84,10 @@ def main():
                         __file__, arguments, backend, name, env={"KERAS_AEREC_MALLOC": mode}
                     )
                     if result["kept"] != (mode == "keep"):
-                        raise SystemExit(f"{name} on {backend}: KERAS_AEREC_MALLOC={mode} "
-                                         f"not in effect in the child")
+                        raise SystemExit(
+                            f"{name} on {backend}: KERAS_AEREC_MALLOC={mode} "
+                            f"not in effect in the child"
+                        )
                     runs[mode].append(result)
             metrics, loads = {}, []
             for mode in MODES:

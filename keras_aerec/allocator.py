@@ -81,8 +81,7 @@ def keep_freed_memory(trim_threshold: int = DEFAULT_TRIM_THRESHOLD) -> bool:
         )
     if not 0 <= trim_threshold < 2**31:
         raise ValueError(
-            "`trim_threshold` should be in [0, 2**31). Received: "
-            f"trim_threshold={trim_threshold}"
+            f"`trim_threshold` should be in [0, 2**31). Received: trim_threshold={trim_threshold}"
         )
     if trim_threshold in _applied:
         return _applied[trim_threshold]

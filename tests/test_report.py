@@ -3,6 +3,7 @@ import os
 
 import pytest
 
+from keras_aerec.experiments import report
 from keras_aerec.experiments.report import save_figures
 
 
@@ -63,3 +64,25 @@ def test_benchmarks_md_ignores_prose_edits_but_not_code_edits():
     assert _program(source) == _program(prose)
     assert _program(source) != _program(code)
     assert _program("not python {") == "not python {"
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ("fpu sse2 avx avx2 avx512f avx512_bf16 avx512vl", "AVX512-BF16"),
+        ("fpu sse2 avx avx2 avx512f avx512vl", "AVX512"),
+        ("fpu sse2 avx fma avx2 bmi2", "AVX2"),
+        ("fpu sse2 avx", "AVX"),
+        ("fp asimd evtstrm", ""),
+        ("", ""),
+    ],
+)
+def test_vector_extensions_names_the_widest(flags, expected):
+    # Hosts of the same CPU name differ in these, and timings with them (report.machine).
+    assert report.vector_extensions(flags) == expected
+
+
+def test_machine_names_cores_and_memory():
+    text = report.machine()
+    assert text.startswith(f"{os.cpu_count()}-core ")
+    assert text.endswith(("GPU", "no GPU"))

@@ -69,7 +69,12 @@ def main():
     if args.child:
         print(json.dumps(child(args.child, args.data_dir, args.epochs)))
         return
-    from keras_aerec.experiments.report import MODEL_SOURCES, provenance, save_figures
+    from keras_aerec.experiments.report import (
+        MODEL_SOURCES,
+        provenance,
+        same_backend_and_what,
+        save_figures,
+    )
 
     run_info = provenance()
     figures = []
@@ -142,14 +147,11 @@ def main():
                 }
             )
             print(backend, name, json.dumps(figures[-1]["metrics"]), flush=True)
-            measured = {(figure["backend"], figure["what"]) for figure in figures}
             save_figures(
                 RESULTS,
                 "Memory allocator: freed memory kept vs glibc's default",
                 figures,
-                replaces=lambda old, measured=measured: (
-                    (old.get("backend"), old.get("what")) in measured
-                ),
+                replaces=same_backend_and_what(figures),
             )
 
 

@@ -125,7 +125,7 @@ def main():
     if args.child:
         print(json.dumps(child(args.child, args.data_dir, args.epochs)))
         return
-    from keras_aerec.experiments.report import provenance, save_figures
+    from keras_aerec.experiments.report import provenance, same_backend_and_what, save_figures
 
     run_info = provenance()
     table = epochs_run_in_table()
@@ -182,14 +182,11 @@ def main():
             )
             print(backend, name, json.dumps(metrics), flush=True)
             # Saved after every model: a long run stopped early keeps what it measured.
-            measured = {(figure["backend"], figure["what"]) for figure in figures}
             save_figures(
                 RESULTS,
                 "Where the article table's time goes",
                 figures,
-                replaces=lambda old, measured=measured: (
-                    (old.get("backend"), old.get("what")) in measured
-                ),
+                replaces=same_backend_and_what(figures),
             )
 
 

@@ -86,3 +86,12 @@ def test_machine_names_cores_and_memory():
     text = report.machine()
     assert text.startswith(f"{os.cpu_count()}-core ")
     assert text.endswith(("GPU", "no GPU"))
+
+
+def test_same_backend_and_what_replaces_only_the_rerun_figures(tmp_path):
+    path = str(tmp_path / "topic.json")
+    save_figures(path, "Topic", [_figure("jax", 1.0), _figure("torch", 2.0)])
+    new = [_figure("jax", 3.0)]
+    save_figures(path, "Topic", new, replaces=report.same_backend_and_what(new))
+    values = {f["backend"]: f["metrics"]["fit_s"]["mean"] for f in _read(path)["figures"]}
+    assert values == {"jax": 3.0, "torch": 2.0}

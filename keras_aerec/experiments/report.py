@@ -301,6 +301,13 @@ def vector_extensions(flags: str) -> str:
     return ""
 
 
+def same_backend_and_what(figures: list[dict]):
+    """A `save_figures` `replaces` predicate: an old figure goes when a new one has its
+    backend and its `what` (a run on one backend keeps the others' figures)."""
+    measured = {(figure.get("backend"), figure.get("what")) for figure in figures}
+    return lambda old: (old.get("backend"), old.get("what")) in measured
+
+
 def save_figures(path: str, title: str, figures: list[dict], replaces=None) -> str:
     """Writes `figures` into the results file `path` (`{"title", "figures"}`), keeping others.
 

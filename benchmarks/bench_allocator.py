@@ -74,6 +74,7 @@ def main():
         provenance,
         same_backend_and_what,
         save_figures,
+        single_run_figure,
     )
 
     run_info = provenance()
@@ -119,24 +120,16 @@ def main():
             )
             code = MODEL_SOURCES[name] + ["keras_aerec/allocator.py"]
             figures.append(
-                {
-                    "section": "Memory allocator",
-                    "what": f"{name}: training epoch with freed memory kept vs glibc's "
+                single_run_figure(
+                    "Memory allocator",
+                    f"{name}: training epoch with freed memory kept vs glibc's "
                     "default (ML-1M, article split)",
-                    "command": f"python benchmarks/bench_allocator.py --backends {backend} "
+                    f"python benchmarks/bench_allocator.py --backends {backend} "
                     f"--models {name} --epochs {args.epochs} --rounds {args.rounds}",
-                    "code": code,
-                    **run_info,
-                    "backend": backend,
-                    "load": round(max(loads), 2),
-                    "dataset": "ml-1m",
-                    "protocol": "article",
-                    "seeds": [0],
-                    "metrics": {
-                        key: {"mean": round(value, 4), "sd": 0.0} for key, value in metrics.items()
-                    },
-                    "published": {"value": None, "source": None},
-                    "notes": f"{args.rounds} round(s) of keep / system child processes side by "
+                    code,
+                    metrics,
+                    load=max(loads),
+                    notes=f"{args.rounds} round(s) of keep / system child processes side by "
                     f"side; epoch medians of epochs 2-{args.epochs}; speedup per round "
                     f"{[round(r, 3) for r in ratios]}"
                     + (
@@ -144,7 +137,9 @@ def main():
                         if runs["keep"][0]["losses"] is None
                         else f"; identical training losses: {same_losses}"
                     ),
-                }
+                    run_info=run_info,
+                    backend=backend,
+                )
             )
             print(backend, name, json.dumps(figures[-1]["metrics"]), flush=True)
             save_figures(

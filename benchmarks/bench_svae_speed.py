@@ -108,6 +108,8 @@ def child(case, data_dir, epochs):
 
 
 def summary_figure(before_dir, after_dir, run_info):
+    from keras_aerec.experiments.report import single_run_figure
+
     def svae(directory):
         with open(os.path.join(directory, "results.json")) as handle:
             results = json.load(handle)["results"]
@@ -121,23 +123,19 @@ def summary_figure(before_dir, after_dir, run_info):
         "before_ndcg@100": before["metrics"]["ndcg@100"],
         "after_ndcg@100": after["metrics"]["ndcg@100"],
     }
-    return {
-        "section": "SVAE speed",
-        "what": "SVAE in the article table (ML-1M, seed 0): wall time and test NDCG@100, "
+    return single_run_figure(
+        "SVAE speed",
+        "SVAE in the article table (ML-1M, seed 0): wall time and test NDCG@100, "
         f"before / after the batching and loss changes ({os.path.basename(after_dir)})",
-        "command": f"python benchmarks/bench_svae_speed.py --summarise {before_dir} {after_dir}",
-        "code": CODE,
-        **run_info,
-        "load": max(before["load"], after["load"]),
-        "dataset": "ml-1m",
-        "protocol": "article",
-        "seeds": [0],
-        "metrics": {key: {"mean": round(value, 4), "sd": 0.0} for key, value in metrics.items()},
-        "published": {"value": None, "source": None},
-        "notes": "the two `keras-aerec benchmark --models svae --seeds 0` runs side by side "
+        f"python benchmarks/bench_svae_speed.py --summarise {before_dir} {after_dir}",
+        CODE,
+        metrics,
+        load=max(before["load"], after["load"]),
+        notes="the two `keras-aerec benchmark --models svae --seeds 0` runs side by side "
         "(same load); before = the code before this change, after = this commit; best "
         f"epochs {before['best_epoch']} / {after['best_epoch']}",
-    }
+        run_info=run_info,
+    )
 
 
 def main():
@@ -152,7 +150,7 @@ def main():
     if args.child:
         print(json.dumps(child(args.child, args.data_dir, args.epochs)))
         return
-    from keras_aerec.experiments.report import provenance, save_figures
+    from keras_aerec.experiments.report import provenance, save_figures, single_run_figure
 
     run_info = provenance()
     if args.summarise:
@@ -180,26 +178,20 @@ def main():
         }
         print(case, json.dumps(metrics), flush=True)
         figures.append(
-            {
-                "section": "SVAE speed",
-                "what": f"SVAE training epochs, case {case!r} ({result['options']})",
-                "command": "nice -n 5 python benchmarks/bench_svae_speed.py "
+            single_run_figure(
+                "SVAE speed",
+                f"SVAE training epochs, case {case!r} ({result['options']})",
+                "nice -n 5 python benchmarks/bench_svae_speed.py "
                 f"--epochs {args.epochs} --backend {args.backend}",
-                "code": CODE,
-                **run_info,
-                "backend": args.backend,
-                "load": round(result["load"], 2),
-                "dataset": "ml-1m",
-                "protocol": "article",
-                "seeds": [0],
-                "metrics": {
-                    key: {"mean": round(value, 4), "sd": 0.0} for key, value in metrics.items()
-                },
-                "published": {"value": None, "source": None},
-                "notes": f"{args.epochs} epochs without validation; epoch_s: median after "
+                CODE,
+                metrics,
+                load=result["load"],
+                notes=f"{args.epochs} epochs without validation; epoch_s: median after "
                 f"the first; losses {[round(loss, 4) for loss in result['losses']]}; the "
                 "cases ran one after the other in one invocation",
-            }
+                run_info=run_info,
+                backend=args.backend,
+            )
         )
         # Saved after every case: a run stopped early keeps what it measured.
         save_figures(

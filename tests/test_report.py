@@ -95,3 +95,26 @@ def test_same_backend_and_what_replaces_only_the_rerun_figures(tmp_path):
     save_figures(path, "Topic", new, replaces=report.same_backend_and_what(new))
     values = {f["backend"]: f["metrics"]["fit_s"]["mean"] for f in _read(path)["figures"]}
     assert values == {"jax": 3.0, "torch": 2.0}
+
+
+def test_single_run_figure_rounds_metrics_and_lets_fields_override_provenance():
+    run_info = {"commit": "abc1234", "backend": "jax", "machine": "m"}
+    figure = report.single_run_figure(
+        "Speed",
+        "epoch",
+        "python benchmarks/x.py",
+        ("keras_aerec/models/svae.py",),
+        {"epoch_s": 1.234567, "steps": 12},
+        load=1.23456,
+        notes="n",
+        run_info=run_info,
+        backend="torch",
+    )
+    assert figure["backend"] == "torch" and figure["commit"] == "abc1234"
+    assert figure["metrics"] == {
+        "epoch_s": {"mean": 1.2346, "sd": 0.0},
+        "steps": {"mean": 12, "sd": 0.0},
+    }
+    assert figure["load"] == 1.23 and figure["seeds"] == [0]
+    assert figure["code"] == ["keras_aerec/models/svae.py"]
+    assert list(figure)[:4] == ["section", "what", "command", "code"]

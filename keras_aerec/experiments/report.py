@@ -301,6 +301,53 @@ def vector_extensions(flags: str) -> str:
     return ""
 
 
+def single_run_figure(
+    section: str,
+    what: str,
+    command: str,
+    code: list[str],
+    metrics: dict,
+    *,
+    load,
+    dataset: str = "ml-1m",
+    protocol: str = "article",
+    seeds=(0,),
+    notes: str = "",
+    run_info: dict | None = None,
+    **fields,
+) -> dict:
+    """One figure of a benchmark script (a single run per seed: every sd is 0).
+
+    Args:
+        section, what, command, code: where the figure goes in BENCHMARKS.md, what it
+            measures, the command that reproduces it and the sources it goes stale with.
+        metrics: `{name: number}` (rounded to 4 digits).
+        load: the load average during the run.
+        dataset, protocol, seeds: what it ran on.
+        notes: one line for the reader.
+        run_info: `provenance()` of the run (taken now when omitted).
+        **fields: other keys, e.g. `backend` when a child process ran another one.
+
+    Returns:
+        The figure dict `save_figures` stores (see benchmarks/README.md).
+    """
+    return {
+        "section": section,
+        "what": what,
+        "command": command,
+        "code": list(code),
+        **(provenance() if run_info is None else run_info),
+        **fields,
+        "load": None if load is None else round(load, 2),
+        "dataset": dataset,
+        "protocol": protocol,
+        "seeds": list(seeds),
+        "metrics": {name: {"mean": round(value, 4), "sd": 0.0} for name, value in metrics.items()},
+        "published": {"value": None, "source": None},
+        "notes": notes,
+    }
+
+
 def same_backend_and_what(figures: list[dict]):
     """A `save_figures` `replaces` predicate: an old figure goes when a new one has its
     backend and its `what` (a run on one backend keeps the others' figures)."""

@@ -65,9 +65,10 @@ def parse_setting(text):
         return key, value
 
 
-def kl_weight_at(hyperparameters, updates):
-    cap = hyperparameters.get("anneal_cap", 0.2)
-    steps = hyperparameters.get("total_anneal_steps", 200000)
+def kl_weight_at(model, updates):
+    """`Sampling.kl_weight()` of `model` after `updates` updates (the model's own annealing
+    settings, so a model whose defaults differ from Mult-VAE's gets its own beta)."""
+    cap, steps = model.anneal_cap, model.total_anneal_steps
     return cap if steps == 0 else min(cap, updates / steps)
 
 
@@ -111,19 +112,22 @@ def main():
         if value is not None
     }
     recipe = dataclasses.replace(recipe, defaults={**recipe.defaults, **dict(args.set)}, **schedule)
-    data = load_movielens(
-        "1m",
-        data_dir=args.data_dir,
-        require_timestamps=needs_timestamped_data(args.protocol, [args.model]),
-    )
+    try:
+        data = load_movielens(
+            "1m",
+            data_dir=args.data_dir,
+            require_timestamps=needs_timestamped_data(args.protocol, [args.model]),
+        )
+    except ValueError as error:  # a wrong --data-dir: one line, not a traceback
+        parser.error(str(error))
     split = spec.split(recipe.kind, data, args.seed)
     keras.utils.set_random_seed(args.seed)
-    _, result = train_and_evaluate(recipe, split, spec, verbose=0, seed=args.seed)
+    model, result = train_and_evaluate(recipe, split, spec, verbose=0, seed=args.seed)
 
     validation = result.history["val_ndcg@100"]
     best = int(np.argmax(validation))
     updates_per_epoch = -(-split.train.shape[0] // recipe.batch_size)
-    beta = kl_weight_at(result.hyperparameters, best * updates_per_epoch)
+    beta = kl_weight_at(model, best * updates_per_epoch)
     figure = single_run_figure(
         f"{screened['title']} under {PROTOCOLS[args.protocol]}",
         f"{screened['title']}, {args.protocol} recipe + {args.label}",

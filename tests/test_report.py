@@ -118,3 +118,22 @@ def test_single_run_figure_rounds_metrics_and_lets_fields_override_provenance():
     assert figure["load"] == 1.23 and figure["seeds"] == [0]
     assert figure["code"] == ["keras_aerec/models/svae.py"]
     assert list(figure)[:4] == ["section", "what", "command", "code"]
+
+
+def test_commit_of_flags_uncommitted_package_code(tmp_path):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "keras_aerec").mkdir()
+    (tmp_path / "keras_aerec" / "m.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    clean = report.commit_of(str(tmp_path))
+    assert clean and "+" not in clean
+    (tmp_path / "results.json").write_text("{}")  # results written by a run do not count
+    assert report.commit_of(str(tmp_path)) == clean
+    (tmp_path / "keras_aerec" / "m.py").write_text("x = 2\n")
+    assert report.commit_of(str(tmp_path)) == clean + "+modified"

@@ -222,20 +222,29 @@ def _blob_sha(path: str) -> str | None:
     return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
 
 
+def commit_of(root: str) -> str | None:
+    """The checkout's short commit, with `+modified` when the package's code (`keras_aerec/`)
+    differs from it: a run of uncommitted code must not claim a commit that would not
+    reproduce it. None outside a git checkout."""
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        if head.returncode != 0:
+            return None
+        modified = git("diff", "--quiet", "HEAD", "--", "keras_aerec").returncode != 0
+    except OSError:
+        return None
+    return head.stdout.strip() + ("+modified" if modified else "")
+
+
 def provenance() -> dict:
     """Commit, date (UTC), machine and Keras backend of a run, for its figures."""
     import keras
 
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=_repository_root(),
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
+    commit = commit_of(_repository_root())
     return {
         "commit": commit,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -85,8 +85,33 @@ def keep_freed_memory(trim_threshold: int = DEFAULT_TRIM_THRESHOLD) -> bool:
         )
     if trim_threshold in _applied:
         return _applied[trim_threshold]
+    applied = _set_options(trim_threshold)
+    logger.debug("keep_freed_memory(trim_threshold=%d): %s", trim_threshold, applied)
+    _applied.clear()
+    _applied[trim_threshold] = applied
+    return applied
+
+
+def reassert() -> bool:
+    """Sets `keep_freed_memory`'s options again where they are in effect, and says whether.
+
+    Another library may have changed them since. TensorFlow does (2.21 measured): the first
+    `tf.data.Dataset.from_generator` kernel of a process, which Keras builds for every
+    `PyDataset` it trains on (`RowBatches` included), sets `M_MMAP_THRESHOLD` to 128 KiB,
+    and from then on every tensor of 128 KiB or more gets its own `mmap`, is unmapped when
+    freed and faulted in again by the next step: Mult-VAE epochs on ML-1M were 2.0-2.5 s
+    instead of 0.9-1.0 s (BENCHMARKS.md, "TensorFlow's generator memory patch").
+    `MatrixInputs.fit` / `evaluate` / `predict` call this after their first batch.
+    """
+    for trim_threshold, applied in _applied.items():
+        if applied:
+            return _set_options(trim_threshold)
+    return False
+
+
+def _set_options(trim_threshold: int) -> bool:
     libc = _glibc()
-    applied = libc is not None and all(
+    return libc is not None and all(
         libc.mallopt(parameter, value) == 1
         for parameter, value in (
             (_M_ARENA_MAX, 1),
@@ -94,10 +119,6 @@ def keep_freed_memory(trim_threshold: int = DEFAULT_TRIM_THRESHOLD) -> bool:
             (_M_TRIM_THRESHOLD, trim_threshold),
         )
     )
-    logger.debug("keep_freed_memory(trim_threshold=%d): %s", trim_threshold, applied)
-    _applied.clear()
-    _applied[trim_threshold] = applied
-    return applied
 
 
 def is_kept() -> bool:

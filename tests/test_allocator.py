@@ -56,6 +56,57 @@ def test_import_keeps_freed_memory_and_steps_stop_faulting():
     assert kept["faults"] < 2 * 16_000
 
 
+# TensorFlow's first `from_generator` kernel (built by Keras for a PyDataset such as
+# RowBatches) lowers glibc's mmap threshold to 128 KiB; `fit` must set ours again, or every
+# 16 MB buffer is mapped and faulted in afresh (4,096 faults each).
+_FAULTS_AFTER_TF_FIT = """
+import ctypes, json, os, resource
+os.environ["KERAS_BACKEND"] = "tensorflow"
+import numpy as np, scipy.sparse as sp, keras, keras_aerec
+from keras_aerec import allocator
+from keras_aerec.data.batching import RowBatches
+from keras_aerec.models.mult_dae import MultDAE
+x = sp.random(64, 30, density=0.2, format="csr", dtype="float32", random_state=0)
+model = MultDAE(num_items=30, hidden_dims=(8,), seed=0)
+model.compile(optimizer="adam")
+{fit}
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = (ctypes.c_void_p,)
+size = 16 * 1024 * 1024
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    buffer = libc.malloc(size)
+    ctypes.memset(buffer, 1, size)
+    libc.free(buffer)
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+print(json.dumps({"kept": allocator.is_kept(), "faults": faults}))
+"""
+
+
+@glibc_only
+def test_memory_stays_kept_after_tensorflow_builds_a_generator_dataset():
+    pytest.importorskip("tensorflow")
+
+    def faults(fit):
+        env = {**os.environ}
+        env.pop(allocator.ENVIRONMENT_VARIABLE, None)
+        code = _FAULTS_AFTER_TF_FIT.replace("{fit}", fit)
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+        )
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    kept = faults("model.fit(x, batch_size=16, epochs=1, verbose=0)")
+    assert kept["kept"] is True
+    assert kept["faults"] < 2 * 4_096  # the buffer is faulted in once, then reused
+    # Keras' own fit on the same batches does not set the options again: TensorFlow's
+    # threshold maps the buffer afresh each time. (If this fails, TensorFlow no longer
+    # patches malloc and `KeepFreedMemory` has become unnecessary.)
+    keras_fit = "keras.Model.fit(model, RowBatches(x, batch_size=16, seed=0), verbose=0)"
+    assert faults(keras_fit)["faults"] > 10 * 4_096
+
+
 @glibc_only
 def test_unknown_mode_warns_and_leaves_the_allocator():
     result, stderr = _faults("fast")

@@ -13,6 +13,11 @@ model, optimizer and batch size (`bench_article_profile.py`'s child; SVAE:
 
 `speedup` is system / keep of the epoch medians, the two runs of a round side by side.
 
+On TensorFlow a third child per round, `unreset`, keeps freed memory but leaves out
+`KeepFreedMemory` (the callback of `MatrixInputs.fit` that sets the options again after
+TensorFlow's first `from_generator` kernel has lowered glibc's mmap threshold to 128 KiB):
+`speedup_over_unreset` is unreset / keep, what that callback is worth.
+
 Usage:
     python benchmarks/bench_allocator.py --backends jax tensorflow torch \\
         --models svae i-autorec multvae
@@ -29,9 +34,14 @@ from child_runs import run_child
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results", "allocator.json")
 MODES = ("keep", "system")
+TF_MODES = MODES + ("unreset",)
 
 
-def child(name, data_dir, epochs):
+def child(name, data_dir, epochs, unreset=False):
+    if unreset:  # the counterfactual: fit without re-setting the options
+        from keras_aerec.models import recommender
+
+        recommender.with_kept_memory = lambda callbacks: list(callbacks or [])
     if name == "svae":
         from bench_svae_speed import child as svae_child
 
@@ -65,9 +75,10 @@ def main():
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--unreset", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.data_dir, args.epochs)))
+        print(json.dumps(child(args.child, args.data_dir, args.epochs, args.unreset)))
         return
     from keras_aerec.experiments.report import (
         MODEL_SOURCES,
@@ -81,22 +92,24 @@ def main():
     figures = []
     for backend in args.backends:
         for name in args.models:
-            runs = {mode: [] for mode in MODES}
+            modes = TF_MODES if backend == "tensorflow" else MODES
+            runs = {mode: [] for mode in modes}
             for _ in range(args.rounds):
-                for mode in MODES:
+                for mode in modes:
                     arguments = ["--child", name, "--data-dir", args.data_dir]
-                    arguments += ["--epochs", args.epochs]
+                    arguments += ["--epochs", args.epochs] + (["--unreset"] * (mode == "unreset"))
+                    malloc = "system" if mode == "system" else "keep"
                     result = run_child(
-                        __file__, arguments, backend, name, env={"KERAS_AEREC_MALLOC": mode}
+                        __file__, arguments, backend, name, env={"KERAS_AEREC_MALLOC": malloc}
                     )
-                    if result["kept"] != (mode == "keep"):
+                    if result["kept"] != (malloc == "keep"):
                         raise SystemExit(
                             f"{name} on {backend}: KERAS_AEREC_MALLOC={mode} "
                             f"not in effect in the child"
                         )
                     runs[mode].append(result)
             metrics, loads = {}, []
-            for mode in MODES:
+            for mode in modes:
                 epochs = [statistics.median(run["epoch_s"]) for run in runs[mode]]
                 metrics[f"epoch_s_{mode}"] = statistics.median(epochs)
                 validations = [v for run in runs[mode] for v in run["validation_s"]]
@@ -114,11 +127,19 @@ def main():
                 for keep, system in zip(runs["keep"], runs["system"], strict=True)
             ]
             metrics["speedup"] = statistics.median(ratios)
+            if "unreset" in runs:
+                metrics["speedup_over_unreset"] = statistics.median(
+                    statistics.median(unreset["epoch_s"]) / statistics.median(keep["epoch_s"])
+                    for keep, unreset in zip(runs["keep"], runs["unreset"], strict=True)
+                )
             same_losses = all(
                 keep["losses"] == system["losses"]
                 for keep, system in zip(runs["keep"], runs["system"], strict=True)
             )
-            code = MODEL_SOURCES[name] + ["keras_aerec/allocator.py"]
+            code = MODEL_SOURCES[name] + [
+                "keras_aerec/allocator.py",
+                "keras_aerec/models/recommender.py",
+            ]
             figures.append(
                 single_run_figure(
                     "Memory allocator",
@@ -129,7 +150,7 @@ def main():
                     code,
                     metrics,
                     load=max(loads),
-                    notes=f"{args.rounds} round(s) of keep / system child processes side by "
+                    notes=f"{args.rounds} round(s) of {' / '.join(modes)} child processes side by "
                     f"side; epoch medians of epochs 2-{args.epochs}; speedup per round "
                     f"{[round(r, 3) for r in ratios]}"
                     + (

@@ -33,7 +33,12 @@ import numpy as np
 from child_runs import run_child
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "multvae_speed.json")
-CODE = ["keras_aerec/models/mult_vae.py", "keras_aerec/data/batching.py"]
+CODE = [
+    "keras_aerec/models/mult_vae.py",
+    "keras_aerec/data/batching.py",
+    "keras_aerec/models/recommender.py",
+    "keras_aerec/allocator.py",
+]
 BATCH, HIDDEN = 500, 600
 
 

@@ -96,8 +96,9 @@ class Recipe:
 
 def _jit_compile_topn():
     """`jit_compile` of the top-N models: off on TensorFlow, where XLA made their CPU epochs
-    1.45x (CDAE) and 1.74x (Mult-DAE) slower on ML-1M (it speeds I-AutoRec up 1.3x, so
-    the rating models keep Keras' default); the default elsewhere (JAX always compiles)."""
+    on the ML-1M article split 3.9x (Mult-VAE, 9.09 vs 2.37 s), 6.4x (CDAE) and 3.4x
+    (Mult-DAE) slower (2-core CPU, 2026-12-07; the rating models compile with XLA on
+    TensorFlow, `RatingAutoencoder.compile`); the default elsewhere (JAX always compiles)."""
     return False if keras.backend.backend() == "tensorflow" else "auto"
 
 

@@ -278,8 +278,12 @@ class RatingAutoencoder(MatrixInputs, keras.Model):
                 rate 1e-3. Pass e.g. `keras.optimizers.RMSprop(1e-3, clipvalue=5.0)` to
                 clip gradients by value as the article's code can.
             **kwargs: forwarded to `keras.Model.compile` (`metrics`, `jit_compile`, ...),
-                except `loss`. (XLA, the default on TensorFlow, measured about 2x faster
-                than `jit_compile=False` for AutoRec and DeepRec on a 2-core CPU.)
+                except `loss`. `jit_compile` defaults to `True` on TensorFlow, where
+                Keras' `"auto"` turns XLA off on machines without an accelerator: on the
+                ML-1M article split (2-core CPU, memory kept), training epochs with XLA
+                were 1.31 s vs 2.18 s without (I-AutoRec), 1.31 vs 2.15 s (U-AutoRec) and
+                1.83 vs 2.22 s (DeepRec). Elsewhere, and under a multi-replica
+                `tf.distribute` strategy (which XLA does not support), Keras' `"auto"`.
         """
         if kwargs.pop("loss", None) is not None:
             raise ValueError(
@@ -288,7 +292,14 @@ class RatingAutoencoder(MatrixInputs, keras.Model):
             )
         if isinstance(optimizer, str) and optimizer == "auto":
             optimizer = keras.optimizers.Adam(learning_rate=1e-3)
+        if keras.backend.backend() == "tensorflow" and self._single_replica():
+            kwargs.setdefault("jit_compile", True)
         super().compile(optimizer=optimizer, **kwargs)
+
+    def _single_replica(self) -> bool:
+        # XLA cannot reach a MirroredStrategy's variables on other devices (TensorFlow's
+        # "tf.Variable on a different device" known issue).
+        return self.distribute_strategy.num_replicas_in_sync == 1
 
     def compile_from_config(self, config):
         config = keras.saving.deserialize_keras_object(config)

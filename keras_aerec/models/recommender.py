@@ -104,7 +104,12 @@ class KeepFreedMemory(keras.callbacks.Callback):
 
 
 def with_kept_memory(callbacks):
-    """`callbacks` plus a `KeepFreedMemory` when TensorFlow is loaded and memory is kept."""
+    """`callbacks` plus a `KeepFreedMemory` when TensorFlow is loaded and memory is kept.
+
+    A `CallbackList` (what `fit` hands to its validation `evaluate`) is returned as is.
+    """
+    if isinstance(callbacks, keras.callbacks.CallbackList):
+        return callbacks
     callbacks = list(callbacks or [])
     if (
         "tensorflow" in sys.modules

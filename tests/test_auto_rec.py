@@ -1,4 +1,5 @@
 import re
+import warnings
 
 import keras
 import numpy as np
@@ -195,3 +196,8 @@ def test_compiles_with_xla_by_default_on_tensorflow_only():
     assert model.jit_compile is (keras.backend.backend() != "torch")
     model.compile(jit_compile=False)
     assert model.jit_compile is False
+    # Eager runs compile nothing: no XLA default, so no Keras warning about the pair.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.compile(run_eagerly=True)
+    assert model.jit_compile is False and model.run_eagerly

@@ -283,7 +283,8 @@ class RatingAutoencoder(MatrixInputs, keras.Model):
                 ML-1M article split (2-core CPU, memory kept), training epochs with XLA
                 were 1.31 s vs 2.18 s without (I-AutoRec), 1.31 vs 2.15 s (U-AutoRec) and
                 1.83 vs 2.22 s (DeepRec). Elsewhere, and under a multi-replica
-                `tf.distribute` strategy (which XLA does not support), Keras' `"auto"`.
+                `tf.distribute` strategy (which XLA does not support) or with
+                `run_eagerly=True` (nothing to compile), Keras' `"auto"`.
         """
         if kwargs.pop("loss", None) is not None:
             raise ValueError(
@@ -292,7 +293,11 @@ class RatingAutoencoder(MatrixInputs, keras.Model):
             )
         if isinstance(optimizer, str) and optimizer == "auto":
             optimizer = keras.optimizers.Adam(learning_rate=1e-3)
-        if keras.backend.backend() == "tensorflow" and self._single_replica():
+        if (
+            keras.backend.backend() == "tensorflow"
+            and self._single_replica()
+            and not kwargs.get("run_eagerly")
+        ):
             kwargs.setdefault("jit_compile", True)
         super().compile(optimizer=optimizer, **kwargs)
 

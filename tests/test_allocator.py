@@ -11,13 +11,11 @@ from keras_aerec import allocator
 
 glibc_only = pytest.mark.skipif(allocator._glibc() is None, reason="needs glibc's mallopt")
 
-# In a fresh process: import keras_aerec (its allocator setting, no backend), then malloc,
-# touch and free four 16 MB buffers 20 times, as a backend's training step does with its
-# tensors, counting the minor page faults. glibc's default returns the 64 MB at the top of
-# its heap each time (its trim threshold follows the largest block freed: 2 x 16 MB).
+# In a fresh process, after `setup`: malloc, touch and free `buffers` 16 MB buffers 20 times,
+# as a backend's training step does with its tensors, counting the minor page faults.
 # (Through libc: numpy asks for huge pages.)
-_FAULTS = """
-import ctypes, json, resource, keras_aerec
+_COUNT_FAULTS = """
+import ctypes, json, resource
 from keras_aerec import allocator
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype = ctypes.c_void_p
@@ -25,7 +23,7 @@ libc.free.argtypes = (ctypes.c_void_p,)
 size = 16 * 1024 * 1024
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(20):
-    buffers = [libc.malloc(size) for _ in range(4)]
+    buffers = [libc.malloc(size) for _ in range(BUFFERS)]
     for buffer in buffers:
         ctypes.memset(buffer, 1, size)
     for buffer in buffers:
@@ -35,15 +33,23 @@ print(json.dumps({"kept": allocator.is_kept(), "faults": faults}))
 """
 
 
+def _count_faults(setup, buffers, env):
+    code = setup + _COUNT_FAULTS.replace("BUFFERS", str(buffers))
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
 def _faults(mode):
+    # Only keras_aerec imported (its allocator setting, no backend); four buffers at once:
+    # glibc's default returns the 64 MB at the top of its heap each time (its trim
+    # threshold follows the largest block freed: 2 x 16 MB).
     env = {**os.environ, "KERAS_AEREC_DEFER_IMPORTS": "1"}
     env.pop(allocator.ENVIRONMENT_VARIABLE, None)
     if mode is not None:
         env[allocator.ENVIRONMENT_VARIABLE] = mode
-    done = subprocess.run(
-        [sys.executable, "-c", _FAULTS], capture_output=True, text=True, env=env, check=True
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+    return _count_faults("import keras_aerec\n", 4, env)
 
 
 @glibc_only
@@ -59,28 +65,15 @@ def test_import_keeps_freed_memory_and_steps_stop_faulting():
 # TensorFlow's first `from_generator` kernel (built by Keras for a PyDataset such as
 # RowBatches) lowers glibc's mmap threshold to 128 KiB; `fit` must set ours again, or every
 # 16 MB buffer is mapped and faulted in afresh (4,096 faults each).
-_FAULTS_AFTER_TF_FIT = """
-import ctypes, json, os, resource
+_TF_FIT = """
+import os
 os.environ["KERAS_BACKEND"] = "tensorflow"
-import numpy as np, scipy.sparse as sp, keras, keras_aerec
-from keras_aerec import allocator
+import scipy.sparse as sp, keras
 from keras_aerec.data.batching import RowBatches
 from keras_aerec.models.mult_dae import MultDAE
 x = sp.random(64, 30, density=0.2, format="csr", dtype="float32", random_state=0)
 model = MultDAE(num_items=30, hidden_dims=(8,), seed=0)
 model.compile(optimizer="adam")
-{fit}
-libc = ctypes.CDLL("libc.so.6")
-libc.malloc.restype = ctypes.c_void_p
-libc.free.argtypes = (ctypes.c_void_p,)
-size = 16 * 1024 * 1024
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(20):
-    buffer = libc.malloc(size)
-    ctypes.memset(buffer, 1, size)
-    libc.free(buffer)
-faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-print(json.dumps({"kept": allocator.is_kept(), "faults": faults}))
 """
 
 
@@ -91,11 +84,7 @@ def test_memory_stays_kept_after_tensorflow_builds_a_generator_dataset():
     def faults(fit):
         env = {**os.environ}
         env.pop(allocator.ENVIRONMENT_VARIABLE, None)
-        code = _FAULTS_AFTER_TF_FIT.replace("{fit}", fit)
-        done = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
-        )
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        return _count_faults(_TF_FIT + fit + "\n", 1, env)[0]
 
     kept = faults("model.fit(x, batch_size=16, epochs=1, verbose=0)")
     assert kept["kept"] is True

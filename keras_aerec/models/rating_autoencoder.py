@@ -280,11 +280,11 @@ class RatingAutoencoder(MatrixInputs, keras.Model):
             **kwargs: forwarded to `keras.Model.compile` (`metrics`, `jit_compile`, ...),
                 except `loss`. `jit_compile` defaults to `True` on TensorFlow, where
                 Keras' `"auto"` turns XLA off on machines without an accelerator: on the
-                ML-1M article split (2-core CPU, memory kept), training epochs with XLA
-                were 1.31 s vs 2.18 s without (I-AutoRec), 1.31 vs 2.15 s (U-AutoRec) and
-                1.83 vs 2.22 s (DeepRec). Elsewhere, and under a multi-replica
-                `tf.distribute` strategy (which XLA does not support) or with
-                `run_eagerly=True` (nothing to compile), Keras' `"auto"`.
+                ML-1M article split (2-core CPU, `benchmarks/bench_rating_xla.py`),
+                training epochs with XLA took 1.50 s vs 2.05 s without (I-AutoRec), 1.44
+                vs 2.34 s (U-AutoRec) and 1.70 vs 2.30 s (DeepRec). Elsewhere, and under a
+                multi-replica `tf.distribute` strategy (which XLA does not support) or
+                with `run_eagerly=True` (nothing to compile), Keras' `"auto"`.
         """
         if kwargs.pop("loss", None) is not None:
             raise ValueError(

@@ -124,7 +124,8 @@ def main():
     from keras_aerec.experiments.report import provenance, save_figures
 
     blas = [
-        f"{i['internal_api']} {i['version']} {i['architecture']} x{i['num_threads']}"
+        # OpenMP pools (loaded with scipy/TensorFlow) have no `architecture` entry.
+        f"{i['internal_api']} {i.get('version')} {i.get('architecture', '-')} x{i['num_threads']}"
         for i in threadpool_info()
     ]
     common = {

@@ -11,10 +11,9 @@ first epoch (tracing / compilation) is left out. Writes benchmarks/results/plain
 
 import argparse
 import os
-import time
 
-import keras
 import numpy as np
+from timing import EpochTimes
 
 from keras_aerec.data.batching import RowBatches
 from keras_aerec.data.movielens import load_movielens
@@ -23,20 +22,6 @@ from keras_aerec.models.mult_vae import MultVAE
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "plain_fit.json")
 BATCH_SIZE = 500
-
-
-class EpochTimes(keras.callbacks.Callback):
-    """Wall time of each epoch."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
 
 
 def epoch_seconds(train, plain: bool, epochs: int) -> list[float]:

@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import statistics
-import time
 
 from child_runs import run_child
 
@@ -37,6 +36,7 @@ MODELS = ("i-autorec", "u-autorec", "deeprec")
 
 def child(data_dir, name, jit_compile, epochs):
     import keras
+    from timing import EpochTimes
 
     from keras_aerec.data.movielens import load_movielens
     from keras_aerec.experiments.recipes import MODELS as RECIPES
@@ -56,20 +56,12 @@ def child(data_dir, name, jit_compile, epochs):
         jit_compile=jit_compile,
     )
     batches = training_batches(model, split.train, "rating", recipe.training_batch_size(False), 0)
-    seconds = []
-
-    class EpochTimes(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            seconds.append(time.perf_counter() - self.start)
-
-    history = model.fit(batches, epochs=epochs, callbacks=[EpochTimes()], verbose=0)
+    timer = EpochTimes()
+    history = model.fit(batches, epochs=epochs, callbacks=[timer], verbose=0)
     print(
         json.dumps(
             {
-                "epoch_s": seconds,
+                "epoch_s": timer.seconds,
                 "loss": history.history["loss"][-1],
                 "jit_compile": model.jit_compile,
                 "steps": len(batches),

@@ -10,10 +10,10 @@ Usage:
 import argparse
 import os
 import statistics
-import time
 
 import keras
 from bench_multvae_speed import load_train
+from timing import EpochTimes
 
 from keras_aerec.data.batching import RowBatches
 from keras_aerec.experiments.report import provenance, save_figures
@@ -21,20 +21,6 @@ from keras_aerec.models import recommender
 from keras_aerec.models.mult_vae import MultVAE
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "step_bound.json")
-
-
-class EpochTimes(keras.callbacks.Callback):
-    async_safe = True  # like Keras' own callbacks: leaves the loop asynchronous
-
-    def __init__(self):
-        super().__init__()
-        self.times = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self.start)
 
 
 def main():
@@ -51,11 +37,11 @@ def main():
             recommender.with_step_by_step = bounded if variant == "with" else list
             model = MultVAE(train.shape[1], seed=0)
             model.compile(optimizer=keras.optimizers.Adam(1e-3))
-            timer = EpochTimes()
+            timer = EpochTimes(async_safe=True)  # leaves the loop asynchronous
             model.fit(
                 RowBatches(train, batch_size=500, seed=0), epochs=5, verbose=0, callbacks=[timer]
             )
-            times[variant] += timer.times[1:]
+            times[variant] += timer.seconds[1:]
     recommender.with_step_by_step = bounded
     medians = {variant: statistics.median(values) for variant, values in times.items()}
     print(medians, "ratio", medians["with"] / medians["without"])

@@ -13,6 +13,7 @@ from keras_aerec.data.sequences import (
     time_ordered_sequences,
 )
 from keras_aerec.distribute import sum_over_replicas
+from keras_aerec.layers.gru import GRU
 from keras_aerec.layers.sampling import Sampling
 from keras_aerec.models.recommender import TopNRecommender, is_matrix
 from keras_aerec.validation import check_item_ids, check_l2, check_positive_int, item_ids_config
@@ -186,7 +187,8 @@ class SVAE(TopNRecommender, keras.Model):
             embeddings_regularizer=regularizer,
             name="item_embedding",
         )
-        gru = keras.layers.GRU(
+        # Keras' GRU with the input projection out of the time loop on CPU (same weights).
+        gru = GRU(
             rnn_units,
             return_sequences=True,
             kernel_regularizer=regularizer,

@@ -37,6 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results", "svae_speed.json")
 TITLE = "SVAE speed in the article table"
 CASES = ("before", "loss", "after")
+DEFAULT_CHANGE = "the batching and loss changes"
 CODE = [
     "keras_aerec/models/svae.py",
     "keras_aerec/data/sequences.py",
@@ -107,7 +108,7 @@ def child(case, data_dir, epochs):
     }
 
 
-def summary_figure(before_dir, after_dir, run_info):
+def summary_figure(before_dir, after_dir, run_info, change=DEFAULT_CHANGE):
     from keras_aerec.experiments.report import single_run_figure
 
     def svae(directory):
@@ -126,14 +127,16 @@ def summary_figure(before_dir, after_dir, run_info):
     return single_run_figure(
         "SVAE speed",
         "SVAE in the article table (ML-1M, seed 0): wall time and test NDCG@100, "
-        f"before / after the batching and loss changes ({os.path.basename(after_dir)})",
-        f"python benchmarks/bench_svae_speed.py --summarise {before_dir} {after_dir}",
+        f"before / after {change} ({os.path.basename(after_dir)})",
+        f"python benchmarks/bench_svae_speed.py --summarise {before_dir} {after_dir}"
+        + ("" if change == DEFAULT_CHANGE else f" --change {change!r}"),
         CODE,
         metrics,
         load=max(before["load"], after["load"]),
-        notes="the two `keras-aerec benchmark --models svae --seeds 0` runs side by side "
-        "(same load); before = the code before this change, after = this commit; best "
-        f"epochs {before['best_epoch']} / {after['best_epoch']}",
+        notes="the two `keras-aerec benchmark --models svae --seeds 0` runs; before = the "
+        "code before the change, after = with it; loads "
+        f"{before['load']:.2f} / {after['load']:.2f}; best epochs {before['best_epoch']} / "
+        f"{after['best_epoch']}",
         run_info=run_info,
     )
 
@@ -145,6 +148,11 @@ def main():
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--summarise", nargs=2, metavar=("BEFORE_DIR", "AFTER_DIR"))
+    parser.add_argument(
+        "--change",
+        default=DEFAULT_CHANGE,
+        help="what differs between BEFORE_DIR and AFTER_DIR (the figure's label)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -154,7 +162,9 @@ def main():
 
     run_info = provenance()
     if args.summarise:
-        figure = summary_figure(*args.summarise, {**run_info, "backend": args.backend})
+        figure = summary_figure(
+            *args.summarise, {**run_info, "backend": args.backend}, change=args.change
+        )
         print(json.dumps(figure["metrics"]))
         save_figures(
             RESULTS,
